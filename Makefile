@@ -1,0 +1,44 @@
+# mifg: the two commands a new user needs are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# The CPU build of torch lies on disk on our machines; uv ignores pip's find-links, so name it.
+TORCH := $(or $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)),torch==2.13.0)
+DEMO_N ?= 300
+
+.PHONY: setup browser demo test test-fast lint format bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+	test -x $(PY) || uv venv -q -p python3 $(VENV)
+	uv pip install -q -p $(PY) "$(TORCH)" -e ".[all,test]"
+	touch $@
+
+# Debian's chromium drives the browser tests (playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))
+	@chromium --version
+
+demo: setup
+	$(BIN)/mifg generate --out runs/demo -n $(DEMO_N)
+	$(BIN)/mifg stats runs/demo
+
+test: setup browser
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow and not browser"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Generation pipeline: image sources, dedup, the LangGraph graph, batch runner, shard store, export."""

@@ -1,0 +1,47 @@
+"""The MIFG-QA data contract: the `Sample` model and its explicit Arrow schema."""
+
+from schemas.arrow import row_to_sample, sample_arrow_schema, sample_to_row, samples_to_table, table_to_samples
+from schemas.sample import (
+    LETTERS,
+    SCHEMA_VERSION,
+    Box,
+    CriticVerdict,
+    Domain,
+    ImageMeta,
+    Provenance,
+    Review,
+    ReviewDecision,
+    Sample,
+    SampleImage,
+    Status,
+    TaskType,
+    TokenUsage,
+    VerifierVerdict,
+    content_id,
+    option_letter,
+)
+
+__all__ = [
+    "LETTERS",
+    "SCHEMA_VERSION",
+    "Box",
+    "CriticVerdict",
+    "Domain",
+    "ImageMeta",
+    "Provenance",
+    "Review",
+    "ReviewDecision",
+    "Sample",
+    "SampleImage",
+    "Status",
+    "TaskType",
+    "TokenUsage",
+    "VerifierVerdict",
+    "content_id",
+    "option_letter",
+    "row_to_sample",
+    "sample_arrow_schema",
+    "sample_to_row",
+    "samples_to_table",
+    "table_to_samples",
+]

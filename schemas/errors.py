@@ -1,0 +1,21 @@
+"""The few named exception types users can cause; the CLI prints them as one line, exit != 0."""
+
+from __future__ import annotations
+
+
+class MifgError(Exception):
+    """Base of every error a user can cause (bad path, bad config, bad endpoint...)."""
+
+    exit_code = 2
+
+
+class InputError(MifgError):
+    """A file or directory given by the user is missing, unreadable or malformed."""
+
+
+class ConfigError(MifgError):
+    """A flag, config file or combination of options is invalid."""
+
+
+class EndpointError(MifgError):
+    """The model endpoint is unreachable, refuses the key, or lacks the model."""
