@@ -18,6 +18,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Multi-image fine-grained QA: generate, review, export, train."""
+    # An explicit callback keeps subcommand names required even when only one room is installed.
+
+
 # Each module defines `register(app)`; heavy imports (torch, gradio) stay inside the commands.
 _ROOMS = [
     "pipeline.cli_generate",  # generate, stats, merge

@@ -1,0 +1,142 @@
+"""Read a shard store for export: pick the verified samples, count and report everything else.
+
+Two passes over the shards, one shard in memory at a time: `scan_store` validates every row and
+keeps only light facts (ids, sources, task types, and optionally perceptual hashes); `iter_chosen`
+re-reads the shards and yields the chosen samples in store order. A bad row or an unreadable shard
+is one warning line naming the file and row, counted, and never stops the export.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.shard_store import shard_paths
+from schemas import Sample, Status, row_to_sample
+
+VERIFIED = (Status.ACCEPTED, Status.EDITED)
+
+
+@dataclass
+class ScanItem:
+    """Light facts about one chosen sample, kept for the whole export."""
+
+    id: str
+    shard: Path
+    row: int
+    sources: tuple[str, ...]
+    task_type: str
+    image_sha256: tuple[str, ...]
+    phashes: tuple[int, ...] = ()
+
+
+@dataclass
+class ScanResult:
+    """Chosen samples plus counts of everything skipped, and why."""
+
+    items: list[ScanItem] = field(default_factory=list)
+    rows: int = 0
+    shards: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> n
+    statuses: Counter = field(default_factory=Counter)  # status of every valid row
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, reason: str, message: str) -> None:
+        """Count a skipped row/shard under `reason` and print one line about it."""
+        self.skipped[reason] += 1
+        self.warnings.append(message)
+        print(f"mifg export: warning: {message}", file=sys.stderr)
+
+
+def _check_images(sample: Sample) -> str | None:
+    """Why the sample's images cannot be decoded, or None when they all open."""
+    from PIL import Image
+
+    for i, img in enumerate(sample.images):
+        try:
+            with Image.open(io.BytesIO(img.bytes)) as im:
+                im.size  # noqa: B018 - parses the header; a truncated/unknown file raises here
+        except Exception as e:  # noqa: BLE001 - any decoder error means the image is unusable
+            return f"image {i} does not decode ({type(e).__name__})"
+    return None
+
+
+def _read_rows(path: Path, result: ScanResult) -> list[dict] | None:
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as e:  # noqa: BLE001 - a damaged shard is reported and skipped, not fatal
+        result.warn("unreadable_shard", f"{path}: unreadable shard, skipped ({type(e).__name__}: {e})")
+        return None
+
+
+def scan_store(
+    root: str | Path,
+    include_unverified: bool = False,
+    with_phash: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ScanResult:
+    """Validate every row of a store and choose the samples to export (first pass)."""
+    from pipeline.export.contamination import phash_int
+
+    wanted = set(VERIFIED) | ({Status.CANDIDATE} if include_unverified else set())
+    result = ScanResult()
+    seen: set[str] = set()
+    paths = shard_paths(root)
+    for k, path in enumerate(paths, 1):
+        rows = _read_rows(path, result)
+        result.shards += 1
+        if rows is None:
+            continue
+        for i, row in enumerate(rows):
+            result.rows += 1
+            try:
+                sample = row_to_sample(row)
+            except (ValueError, KeyError, TypeError) as e:
+                first = str(e).strip().splitlines()
+                detail = " ".join(first[:3]) if first else type(e).__name__
+                result.warn("invalid_row", f"{path}: row {i}: invalid sample, skipped ({detail})")
+                continue
+            result.statuses[sample.status.value] += 1
+            if sample.status not in wanted:
+                result.skipped[f"status_{sample.status.value}"] += 1
+                continue
+            if sample.id in seen:
+                result.skipped["duplicate_id"] += 1
+                continue
+            bad = _check_images(sample)
+            if bad:
+                result.warn("bad_image", f"{path}: row {i}: sample {sample.id}: {bad}, skipped")
+                continue
+            seen.add(sample.id)
+            phashes = tuple(phash_int(img.bytes) for img in sample.images) if with_phash else ()
+            result.items.append(
+                ScanItem(
+                    id=sample.id,
+                    shard=path,
+                    row=i,
+                    sources=tuple(sample.sources),
+                    task_type=sample.task_type.value,
+                    image_sha256=tuple(m.sha256 for m in sample.image_meta),
+                    phashes=phashes,
+                )
+            )
+        if progress:
+            progress(f"scanned shard {k}/{len(paths)} ({len(result.items)} samples chosen so far)")
+    return result
+
+
+def iter_chosen(items: list[ScanItem]) -> Iterator[Sample]:
+    """The chosen samples, re-read shard by shard, in store order (second pass)."""
+    by_shard: dict[Path, list[int]] = {}
+    for it in items:
+        by_shard.setdefault(it.shard, []).append(it.row)
+    for path in by_shard:  # insertion order = scan order = store order
+        rows = pq.read_table(path).to_pylist()
+        for i in sorted(by_shard[path]):
+            yield row_to_sample(rows[i])

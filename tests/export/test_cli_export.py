@@ -1,0 +1,193 @@
+"""`mifg export` end to end: determinism, summary, bad input, unverified input, --push-to-hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.export import FORMATS, ExportConfig, run_export
+from pipeline.export import hub as hub_module
+from schemas.errors import ConfigError
+from tests.export.conftest import add_noise, make_store, tree_hashes
+
+
+def errors(capsys) -> list[str]:
+    """The error lines `mifg` printed (progress lines are also on stderr)."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("mifg: error")]
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_same_input_and_seed_give_identical_bytes(fmt, store, tmp_path, mifg, capsys):
+    out = tmp_path / "out"
+    args = ["export", str(store), "--out", str(out), "--format", fmt, "--seed", "3", "--test-fraction", "0.2"]
+    assert mifg(args) == 0
+    first = tree_hashes(out)
+    assert mifg([*args, "--overwrite"]) == 0  # same folder again: nothing may differ, not even the card
+    assert tree_hashes(out) == first
+    elsewhere = tmp_path / "elsewhere"
+    assert mifg([*args[:3], str(elsewhere), *args[4:]]) == 0
+    other = tree_hashes(elsewhere)
+    # only lmms-eval's task YAML names its data by absolute path
+    differ = {k for k in first if first[k] != other.get(k)}
+    assert differ == ({"mifg_qa.yaml"} if fmt == "lmms-eval" else set())
+    summary = capsys.readouterr().out
+    assert f"mifg export: 40 samples ({fmt})" in summary and "train" in summary and "test" in summary
+
+
+def test_summary_counts_per_split_and_task_type(store, tmp_path, mifg, capsys):
+    out = tmp_path / "o"
+    assert mifg(["export", str(store), "-o", str(out), "-f", "hf", "--test-fraction", "0.25"]) == 0
+    text = capsys.readouterr().out
+    report = json.loads((out / "export.json").read_text())
+    header = next(line for line in text.splitlines() if line.strip().startswith("split"))
+    types = header.split()[3:]
+    assert types == sorted(report["by_task_type"]["train"])
+    for split in ("train", "test"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(split + " "))
+        cells = line.split()
+        assert int(cells[1]) == report["samples"][split]
+        assert [int(c) for c in cells[3:]] == [report["by_task_type"][split].get(t, 0) for t in types]
+    assert str(out) in text and "files: README.md" in text
+    assert report["samples"]["test"] == 10  # 25% of 40, stratified by task type
+
+
+def test_bad_rows_are_counted_and_do_not_stop_the_export(tmp_path, capsys):
+    root = tmp_path / "store"
+    make_store(root, n=12)
+    noise = add_noise(root)
+    result = run_export(ExportConfig(store=root, out=tmp_path / "o", fmt="verl"), progress=None)
+    err = capsys.readouterr().err
+    assert result.facts.total == 12
+    skipped = result.facts.skipped
+    assert skipped["status_rejected"] == 1 and skipped["status_candidate"] == 1
+    assert skipped["invalid_row"] == 1 and skipped["unreadable_shard"] == 1
+    assert "broken-00000.parquet: row 0: invalid sample" in err and "junk-00000.parquet: unreadable shard" in err
+    assert noise["rejected"] not in result.plan.split_of and noise["candidate"] not in result.plan.split_of
+
+
+def test_unverified_store_needs_the_flag(tmp_path, mifg, capsys):
+    from pipeline.shard_store import ShardWriter
+    from tests.factories import make_sample
+
+    run_dir = tmp_path / "run"
+    ShardWriter(run_dir, "gen").write([make_sample(i, n_images=2, source=f"s{i}") for i in range(6)])
+    assert mifg(["export", str(run_dir), "--out", str(tmp_path / "o")]) == 2
+    err = errors(capsys)
+    assert len(err) == 1 and "no samples to export" in err[0] and "--include-unverified" in err[0]
+    assert mifg(["export", str(run_dir), "--out", str(tmp_path / "o"), "--include-unverified"]) == 0
+    captured = capsys.readouterr()
+    assert "unverified candidates" in captured.err
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "Unverified candidates are included" in card
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--format", "csv"], "--format 'csv'"),
+        (["--test-fraction", "1.5"], "--test-fraction"),
+        (["--contamination-threshold", "99"], "--contamination-threshold"),
+    ],
+)
+def test_bad_flags_are_one_line(extra, message, store, tmp_path, mifg, capsys):
+    assert mifg(["export", str(store), "--out", str(tmp_path / "o"), *extra]) == 2
+    err = errors(capsys)
+    assert len(err) == 1 and message in err[0]
+
+
+def test_missing_store_and_busy_out(store, tmp_path, mifg, capsys):
+    assert mifg(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    not_store = tmp_path / "empty"
+    not_store.mkdir()
+    assert mifg(["export", str(not_store), "--out", str(tmp_path / "o")]) == 2
+    assert "not a mifg shard directory" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    assert mifg(["export", str(store), "--out", str(busy)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (busy / "keep.txt").exists()
+    assert mifg(["export", str(store), "--out", str(store.parent)]) == 2  # would contain the input
+    assert "must not be the input store" in capsys.readouterr().err
+
+
+def test_failed_export_leaves_previous_output_alone(store, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    run_export(ExportConfig(store=store, out=out, fmt="trl"), progress=None)
+    before = tree_hashes(out)
+
+    def boom(self, facts):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("pipeline.export.trl_format.TrlWriter.close", boom)
+    with pytest.raises(RuntimeError):
+        run_export(ExportConfig(store=store, out=out, fmt="trl", overwrite=True, seed=5), progress=None)
+    assert tree_hashes(out) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]  # no staging left behind
+
+
+def test_push_to_hub_without_token_fails_before_work(store, tmp_path, monkeypatch, mifg, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hub_module, "hub_token", lambda: None)
+    out = tmp_path / "o"
+    assert mifg(["export", str(store), "--out", str(out), "--push-to-hub", "me/mifg"]) == 2
+    err = errors(capsys)
+    assert len(err) == 1 and "HF_TOKEN" in err[0]
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="user/name"):
+        hub_module.push_to_hub(out, "not-a-repo-id", token="x")
+
+
+def test_push_to_hub_uploads_the_folder(store, tmp_path, monkeypatch):
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("init", token))
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs))
+
+            class Info:
+                commit_url = f"https://huggingface.co/datasets/{kwargs['repo_id']}/commit/abc"
+
+            return Info()
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    out = tmp_path / "o"
+    result = run_export(
+        ExportConfig(store=store, out=out, fmt="hf", push_to_hub="me/mifg", private=True), progress=None
+    )
+    assert result.pushed == "https://huggingface.co/datasets/me/mifg/commit/abc"
+    assert calls[0] == ("init", "hf_test_token")
+    assert calls[1] == ("create_repo", "me/mifg", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    upload = calls[2][1]
+    assert upload["repo_id"] == "me/mifg" and upload["repo_type"] == "dataset"
+    assert upload["folder_path"] == str(out) and "dataset_dict/**" in upload["ignore_patterns"]
+    assert "pushed: https://huggingface.co/datasets/me/mifg" in result.summary()
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_no_test_split_still_loads(fmt, store, tmp_path):
+    out = tmp_path / "o"
+    result = run_export(ExportConfig(store=store, out=out, fmt=fmt, test_fraction=0.0), progress=None)
+    assert result.facts.rows("test") == 0 and result.facts.rows("train") == 40
+    assert not [p for p in out.rglob("*") if "test" in p.name.lower() and p.name != "test"]  # no empty test files
+    if fmt in ("hf", "trl", "lmms-eval"):
+        import datasets
+
+        dd = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
+        assert list(dd) == ["train"] and dd["train"].num_rows == 40
+    if fmt == "hf":
+        assert list(datasets.load_from_disk(str(out / "dataset_dict"))) == ["train"]
+    if fmt == "verl":
+        assert 'data.val_files="$DIR/train.parquet"' in (out / "run_verl_grpo.sh").read_text()
+    if fmt == "lmms-eval":
+        assert "test_split: train" in (out / "mifg_qa.yaml").read_text()
