@@ -197,7 +197,7 @@ class Sample(_Model):
             raise ValueError("an option is empty")
         if len(set(self.options)) != len(self.options):
             raise ValueError("options are not distinct")
-        if self.answer not in LETTERS[: len(self.options)]:
+        if self.answer not in list(LETTERS[: len(self.options)]):
             raise ValueError(f"answer {self.answer!r} is not one of the option letters")
         for box in self.evidence:
             if box.image_index >= n:

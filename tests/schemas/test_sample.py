@@ -31,6 +31,8 @@ def test_id_is_content_hash_stable_and_ignores_answer_and_status():
     "changes, message",
     [
         ({"answer": "E"}, "not one of the option letters"),
+        ({"answer": ""}, "not one of the option letters"),
+        ({"answer": "AB"}, "not one of the option letters"),
         ({"question": "   "}, "question is empty"),
         ({"options": ["Image 1", "Image 1"]}, "not distinct"),
         ({"options": ["only"]}, "need 2"),

@@ -1,0 +1,1 @@
+"""The review app: Gradio annotation of generated candidates over a multi-annotator SQLite store."""

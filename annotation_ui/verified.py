@@ -1,0 +1,135 @@
+"""`mifg verified`: write the verified samples of a reviewed run as shards (the export and rl rooms read them).
+
+A sample is verified when at least `min_agree` reviews keep it (accept, or edit-and-accept) and
+more reviews keep it than reject it (a tie is not verified). Its status becomes `edited` if a
+keeping review edited it (the earliest such edit wins; every decision is listed in
+`review.decisions`), else `accepted`.
+Output order is the run's import order and every timestamp comes from the store, so the same store
+always gives byte-identical shards.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from annotation_ui.dashboard import is_verified
+from annotation_ui.review_store import DB_NAME, Decision, ReviewStore
+from pipeline.shard_store import MANIFESTS, SHARDS, ShardWriter, list_shards
+from schemas import Review, ReviewDecision, Sample, Status
+from schemas.errors import ConfigError, InputError
+
+TAG = "verified"
+
+
+@dataclass
+class VerifiedReport:
+    """Counts of one `mifg verified` run."""
+
+    reviewed: int = 0  # samples with at least one decision
+    verified: int = 0
+    accepted: int = 0
+    edited: int = 0
+    not_verified: int = 0
+    shards: int = 0
+    min_agree: int = 1
+    out: str = ""
+
+
+def verified_sample(sample: Sample, decisions: list[Decision], before_json: Callable[[int], str]) -> Sample:
+    """The verified version of `sample` given its decisions (oldest first)."""
+    edit = next((d for d in decisions if d.decision == "edit" and d.edited is not None), None)
+    review = Review(
+        decisions=[
+            ReviewDecision(annotator=d.annotator, decision=d.decision, reason=d.reason, at=d.at) for d in decisions
+        ],
+        verified_at=max(d.at for d in decisions),
+        original=before_json(edit.id) if edit else "",
+    )
+    base = edit.edited if edit else sample
+    return base.model_copy(update={"status": Status.EDITED if edit else Status.ACCEPTED, "review": review})
+
+
+def iter_verified(store: ReviewStore, min_agree: int, report: VerifiedReport) -> Iterator[Sample]:
+    """Verified samples of the store in import order, counting into `report`."""
+    by_sample: dict[str, list[Decision]] = defaultdict(list)
+    for d in store.decisions(with_edits=True):
+        by_sample[d.sample_id].append(d)
+    for ref in store.refs():
+        decisions = by_sample.get(ref.id)
+        if not decisions:
+            continue
+        report.reviewed += 1
+        if not is_verified([d.decision for d in decisions], min_agree):
+            report.not_verified += 1
+            continue
+        out = verified_sample(store.load_sample(ref.id), decisions, store.edit_before_json)
+        report.verified += 1
+        if out.status is Status.EDITED:
+            report.edited += 1
+        else:
+            report.accepted += 1
+        yield out
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove an earlier verified export under `out` (only our tag's shards and manifest)."""
+    for info in list_shards(out):
+        if info.tag == TAG:
+            (out / info.file).unlink(missing_ok=True)
+    (out / MANIFESTS / f"{TAG}.json").unlink(missing_ok=True)
+
+
+def export_verified(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    min_agree: int | None = None,
+    shard_size: int = 500,
+    force: bool = False,
+    progress: Callable[[VerifiedReport], None] | None = None,
+) -> VerifiedReport:
+    """Write the verified samples of `run_dir`'s review store to `out` via ShardWriter(out, "verified")."""
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / DB_NAME).is_file():
+        raise InputError(f"{run_dir}: no {DB_NAME} here; run `mifg review {run_dir}` first")
+    if shard_size < 1:
+        raise ConfigError(f"--shard-size must be >= 1, got {shard_size}")
+    if out.resolve() == run_dir.resolve():
+        raise ConfigError("--out must differ from the run directory")
+    if (out / MANIFESTS / f"{TAG}.json").exists():
+        if not force:
+            raise InputError(f"{out}: already holds a verified export; pass --force to replace it")
+        _clear_previous(out)
+    with ReviewStore(run_dir) as store:
+        min_agree = store.overlap if min_agree is None else min_agree
+        if min_agree < 1:
+            raise ConfigError(f"--min-agree must be >= 1, got {min_agree}")
+        report = VerifiedReport(min_agree=min_agree, out=str(out))
+        writer = ShardWriter(out, TAG)
+        batch: list[Sample] = []
+        for sample in iter_verified(store, min_agree, report):
+            batch.append(sample)
+            if len(batch) >= shard_size:
+                writer.write(batch)
+                report.shards += 1
+                batch = []
+                if progress:
+                    progress(report)
+        if batch:
+            writer.write(batch)
+            report.shards += 1
+    if progress:
+        progress(report)
+    return report
+
+
+def summary_line(report: VerifiedReport) -> str:
+    """One-line summary of an export."""
+    return (
+        f"verified {report.verified} of {report.reviewed} reviewed samples (min agree {report.min_agree}): "
+        f"{report.accepted} accepted, {report.edited} edited, {report.not_verified} not verified; "
+        f"{report.shards} shard(s) in {report.out}/{SHARDS}/"
+    )

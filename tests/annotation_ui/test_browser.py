@@ -1,0 +1,228 @@
+"""Real-browser end-to-end tests: Debian chromium + playwright against the app on 127.0.0.1.
+
+They also write the README's screenshots to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from annotation_ui.auth import hash_password, make_checker
+from annotation_ui.review_store import ReviewStore
+from annotation_ui.service import ReviewService
+from pipeline.shard_store import ShardWriter
+from tests.annotation_ui.photo_samples import photo_sample
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> Which image differs?'
+USERS = {"alice": "alice-pass-1", "bob": "bob-pass-12"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(run: Path, overlap: int) -> Iterator[tuple[str, ReviewStore]]:
+    """The real app (Gradio server, login required) over `run`, on a free localhost port."""
+    from annotation_ui.app import build_demo, launch
+
+    store = ReviewStore(run, overlap=overlap)
+    store.import_shards()
+    demo = build_demo(ReviewService(store), run_name=run.name)
+    checker = make_checker({name: hash_password(pw) for name, pw in USERS.items()})
+    url = launch(demo, host="127.0.0.1", port=_free_port(), auth=checker, prevent_thread_lock=True, quiet=True)
+    try:
+        yield url, store
+    finally:
+        demo.close()
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (make browser)")
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=20_000)  # a loaded 2-core CI box can take seconds per round trip
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        yield b
+        b.close()
+
+
+def _login(browser, url: str, name: str, shot: str | None = None):
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = ctx.new_page()
+    page.set_default_timeout(15000)
+    hosts: set[str] = set()
+    page.on("request", lambda r: hosts.add(urlparse(r.url).hostname or r.url.split(":", 1)[0]))
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(USERS[name])
+    if shot:
+        page.screenshot(path=str(SHOTS / shot))
+    page.get_by_role("button", name="Login").click()
+    expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+    return page, hosts, dialogs
+
+
+def _settle(page) -> None:
+    """Wait until no Gradio progress overlay is showing (so a screenshot is not caught mid-update)."""
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('[data-testid=status-tracker]')]"
+        ".some(e => !e.classList.contains('hide') && getComputedStyle(e).opacity !== '0')"
+    )
+    page.wait_for_timeout(150)
+
+
+def _shown_id(page) -> str:
+    return page.locator("#mifg-question .mifg-id").inner_text().strip()
+
+
+def _wait_msg(page, text: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("#mifg-message .mifg-msg")).to_contain_text(text)
+
+
+def test_annotator_keyboard_flow_survives_reload(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    run = tmp_path / "demo-run"
+    ShardWriter(run, "main").write(
+        [photo_sample(0), photo_sample(1, n_images=3), photo_sample(2), photo_sample(3, question=XSS), photo_sample(4)]
+    )
+    with serve(run, overlap=1) as (url, store):
+        page, hosts, dialogs = _login(browser, url, "alice", shot="login.png")
+        first = _shown_id(page)
+        assert store.refs()[0].id.startswith(first)
+
+        # evidence boxes are drawn on demand
+        box = page.locator("#mifg-images .mifg-box").first
+        expect(box).to_be_hidden()
+        page.keyboard.press("b")
+        expect(box).to_be_visible()
+        _settle(page)
+        page.screenshot(path=str(SHOTS / "review.png"))
+
+        # accept by keyboard
+        page.keyboard.press("a")
+        _wait_msg(page, "Accepted")
+        assert [(d.annotator, d.decision) for d in store.decisions()] == [("alice", "accept")]
+
+        # reject with a reason: r, 1, Enter
+        page.keyboard.press("r")
+        expect(page.locator("#mifg-reject-panel").first).to_be_visible()
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")
+        _wait_msg(page, "Rejected")
+        assert store.decisions()[-1].reason == "Wrong answer"
+
+        # edit: typing letters in a field must not trigger shortcuts; a box out of range is refused whole
+        page.keyboard.press("e")
+        expect(page.locator("#mifg-edit-panel").first).to_be_visible()
+        q = page.locator("#mifg-e-question textarea")
+        q.fill("")
+        q.press_sequentially("Which image has a recoloured area? answer carefully")
+        page.locator("#mifg-e-evidence textarea").fill("1: 0.2 0.2 1.5 0.3")
+        page.keyboard.press("Control+Enter")
+        _wait_msg(page, "Edit not saved")
+        assert len(store.decisions()) == 2
+        _settle(page)
+        page.screenshot(path=str(SHOTS / "edit.png"), full_page=True)
+        page.locator("#mifg-e-evidence textarea").fill("1: 0.2 0.2 0.4 0.4")
+        page.keyboard.press("Control+Enter")
+        _wait_msg(page, "Edited and accepted")
+        (*_, edit) = store.decisions(with_edits=True)
+        assert edit.decision == "edit" and edit.edited.question.startswith("Which image has a recoloured area?")
+        assert [b.bbox for b in edit.edited.evidence] == [(0.2, 0.2, 0.4, 0.4)]
+
+        # the next sample's question tries to inject markup: it is shown as text and never runs
+        expect(page.locator("#mifg-question .mifg-question")).to_contain_text("<script>window.__pwned = 1</script>")
+        assert page.evaluate("window.__pwned") is None and dialogs == []
+        current = _shown_id(page)
+
+        # reload: the work is kept and the same sample comes back
+        page.reload()
+        expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+        assert _shown_id(page) == current
+        expect(page.locator("#mifg-done-count")).to_have_text("3")
+
+        # click an image to open it full size; Esc closes
+        page.locator("#mifg-images .mifg-imgwrap").first.click()
+        expect(page.locator(".mifg-lightbox")).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(page.locator(".mifg-lightbox")).to_have_count(0)
+
+        assert [d.decision for d in store.decisions()] == ["accept", "reject", "edit"]
+        assert hosts <= {"127.0.0.1", "data"}, f"outside requests: {hosts}"
+        page.context.close()
+
+
+def test_two_annotators_overlap_two_and_agreement(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    run = tmp_path / "team-run"
+    ShardWriter(run, "main").write([photo_sample(i) for i in range(4)])
+    with serve(run, overlap=2) as (url, store):
+        alice, _, _ = _login(browser, url, "alice")
+        bob, _, _ = _login(browser, url, "bob")
+        # alice: keep, reject, keep; bob: keep, reject, reject -> on the same three samples
+        plan = [("a", "a"), ("r", "r"), ("a", "r")]
+        for a_key, b_key in plan:
+            assert _shown_id(alice) == _shown_id(bob)  # overlap 2: both get the same sample
+            for page, key in ((alice, a_key), (bob, b_key)):
+                page.keyboard.press(key)
+                if key == "r":
+                    expect(page.locator("#mifg-reject-panel").first).to_be_visible()
+                    page.keyboard.press("3")
+                    page.keyboard.press("Enter")
+                    _wait_msg(page, "Rejected")
+                else:
+                    _wait_msg(page, "Accepted")
+        per_sample = {}
+        for d in store.decisions():
+            per_sample.setdefault(d.sample_id, set()).add(d.annotator)
+        assert list(per_sample.values()) == [{"alice", "bob"}] * 3
+
+        alice.get_by_role("tab", name="Team dashboard").click()
+        dash = alice.locator("#mifg-dashboard")
+        expect(dash.locator("#mifg-agreement")).to_be_visible()
+        # hand-computed: Cohen's kappa 0.4 (p_o 2/3, p_e 4/9); Fleiss' kappa 1/3 (P_bar 2/3, P_e 1/2)
+        expect(dash.locator("#mifg-fleiss")).to_have_text("0.333")
+        expect(dash).to_contain_text("alice × bob")
+        expect(dash).to_contain_text("0.400")
+        _settle(alice)
+        alice.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+        alice.context.close()
+        bob.context.close()

@@ -1,0 +1,117 @@
+"""The app's own API (what the Gradio handlers call): refusals, escaping, atomic edits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from annotation_ui import render
+from annotation_ui.review_store import ReviewStore
+from annotation_ui.service import REJECT_REASONS, ReviewService
+from pipeline.shard_store import ShardWriter
+from tests.factories import make_sample
+
+
+def test_accept_commits_then_shows_the_next_sample(open_store) -> None:
+    svc = ReviewService(open_store())
+    first = svc.current("alice")
+    assert first.sample_id and "data:image/png;base64," in first.images
+    nxt = svc.accept("alice", first.sample_id)
+    assert nxt.saved == "accept" and nxt.sample_id != first.sample_id
+    assert [d.sample_id for d in svc.store.decisions()] == [first.sample_id]
+    assert "Accepted" in nxt.message
+
+
+def test_reject_needs_a_listed_reason(open_store) -> None:
+    svc = ReviewService(open_store())
+    sid = svc.current("alice").sample_id
+    for reason, note in (("<b>made up</b>", ""), (None, ""), (REJECT_REASONS[-1], "")):
+        s = svc.reject("alice", sid, reason, note)
+        assert not s.ok and s.saved is None
+    s = svc.reject("alice", sid, REJECT_REASONS[-1], "boxes on the wrong image")
+    assert s.saved == "reject"
+    assert svc.store.decisions()[0].note == "boxes on the wrong image"
+
+
+def test_schema_breaking_edit_is_refused_atomically(open_store) -> None:
+    store = open_store()
+    svc = ReviewService(store)
+    screen = svc.current("alice")
+    audit_before = len(store.audit_rows())
+    for args in (
+        ("Q?", screen.edit_options, "H", screen.edit_evidence),  # answer not among the options
+        ("", screen.edit_options, screen.edit_answer, screen.edit_evidence),  # empty question
+        ("Q?", screen.edit_options, screen.edit_answer, "1: 0.1 0.1 1.7 0.2"),  # box out of range
+    ):
+        s = svc.edit_accept("alice", screen.sample_id, *args)
+        assert not s.ok and "Edit not saved" in s.message
+    assert store.decisions() == []
+    assert store._read("SELECT COUNT(*) FROM edits")[0][0] == 0
+    assert [r["action"] for r in store.audit_rows()[audit_before:]] == ["edit_refused"] * 3
+    assert svc.current("alice").sample_id == screen.sample_id  # still the same open sample
+    ok = svc.edit_accept(
+        "alice",
+        screen.sample_id,
+        "Which image shows a red dot?",
+        screen.edit_options,
+        screen.edit_answer,
+        screen.edit_evidence,
+    )
+    assert ok.saved == "edit"
+    (d,) = store.decisions(with_edits=True)
+    assert d.edited.question == "Which image shows a red dot?"
+
+
+def test_unchanged_edit_is_stored_as_accept(open_store) -> None:
+    svc = ReviewService(open_store())
+    s = svc.current("alice")
+    assert (
+        svc.edit_accept("alice", s.sample_id, s.edit_question, s.edit_options, s.edit_answer, s.edit_evidence).saved
+        == "accept"
+    )
+
+
+def test_client_cannot_decide_someone_elses_or_unknown_sample(open_store) -> None:
+    svc = ReviewService(open_store(overlap=1))
+    alice = svc.current("alice").sample_id
+    bob = svc.current("bob")
+    for sid in (alice, "../../etc/passwd", "f" * 32):
+        s = svc.accept("bob", sid)
+        assert s.saved is None and "Not saved" in s.message and s.sample_id == bob.sample_id
+        s = svc.edit_accept("bob", sid, "Q?", "a\nb", "A", "")
+        assert s.saved is None
+    assert svc.store.decisions() == []
+
+
+def test_question_text_is_escaped(tmp_path: Path) -> None:
+    evil = make_sample(5).model_copy(
+        update={
+            "question": '<script>alert("x")</script><img src=x onerror=alert(1)> which?',
+            "options": ["<b>A</b>", "B&C"],
+        }
+    )
+    ShardWriter(tmp_path, "main").write([evil])
+    with ReviewStore(tmp_path) as store:
+        store.import_shards()
+        html = ReviewService(store).current("alice").question
+    assert "<script>" not in html and "<img src=x" not in html and "<b>A</b>" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html and "B&amp;C" in html
+
+
+def test_undecodable_or_exotic_images_do_not_break_the_page() -> None:
+    assert render.image_data_uri(b"not an image") == ""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("CMYK", (8, 8)).save(buf, format="TIFF")
+    assert render.image_data_uri(buf.getvalue()).startswith("data:image/png;base64,")
+
+
+def test_empty_queue_screen(open_store) -> None:
+    svc = ReviewService(open_store())
+    for _ in range(8):
+        svc.accept("alice", svc.current("alice").sample_id)
+    s = svc.current("alice")
+    assert s.sample_id is None and "All done" in s.images
+    assert svc.accept("alice", None).saved is None
