@@ -1,0 +1,64 @@
+"""The offline (procedural) backend of the four agents: real photos, known edits, pixel checks.
+
+`build_offline_agents()` is the entry point the pipeline uses. Options (all optional):
+  related_rate  share of items made from related photo pairs when the pool has any (0.12)
+  max_images    largest image set the pairer makes, 3 or 4 (4)
+  kinds         edit kinds the pairer may use (all of `EDIT_KINDS`)
+  tau, min_px   pixel-difference threshold (0-255) and the fewest changed pixels that count
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.base import AgentSet
+from agents.offline.critic import OfflineCritic
+from agents.offline.edits import EDIT_KINDS
+from agents.offline.pairer import OfflinePairer
+from agents.offline.pixel_solver import MIN_PX, TAU
+from agents.offline.reasons import REASON_CODES
+from agents.offline.verifier import OfflineVerifier
+from agents.offline.writer import OfflineWriter
+
+PROMPT_VERSION = "offline-v1"
+"""Recorded in provenance; bump when a change alters what the offline agents produce."""
+
+_KNOWN = {"related_rate", "max_images", "kinds", "tau", "min_px"}
+
+
+def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
+    """The four offline agents, configured by `options` (see the module docstring)."""
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - _KNOWN)
+    if unknown:
+        raise ValueError(f"unknown offline agent option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
+    kinds = tuple(opts.get("kinds", EDIT_KINDS))
+    bad = [k for k in kinds if k not in EDIT_KINDS]
+    if bad or not kinds:
+        raise ValueError(f"offline option 'kinds' must be a non-empty subset of {', '.join(EDIT_KINDS)}; got {kinds}")
+    tau, min_px = int(opts.get("tau", TAU)), int(opts.get("min_px", MIN_PX))
+    return AgentSet(
+        pairer=OfflinePairer(
+            related_rate=float(opts.get("related_rate", 0.12)),
+            max_images=int(opts.get("max_images", 4)),
+            kinds=kinds,
+        ),
+        writer=OfflineWriter(),
+        verifier=OfflineVerifier(tau=tau, min_px=min_px),
+        critic=OfflineCritic(tau=tau, min_px=min_px),
+        backend="offline",
+        model="",
+        prompt_version=PROMPT_VERSION,
+    )
+
+
+__all__ = [
+    "EDIT_KINDS",
+    "PROMPT_VERSION",
+    "REASON_CODES",
+    "OfflineCritic",
+    "OfflinePairer",
+    "OfflineVerifier",
+    "OfflineWriter",
+    "build_offline_agents",
+]

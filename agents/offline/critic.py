@@ -1,0 +1,146 @@
+"""The offline adversarial critic: tries to show a sample is broken, shallow, guessable or a repeat.
+
+Checks, in order (the first reject wins; revise reasons are collected and returned together):
+1. the verifier disagreed, or the pixels do not single out the draft's answer -> reject
+2. too few pixels changed to be sure (weak_evidence) -> reject
+3. two options nearly equally supported (ambiguous) -> revise when a distractor is to blame and
+   the writer can swap it, else reject
+4. the same pixel method answers correctly on `ctx.thumbnail_side`-px thumbnails: the sample is
+   not fine-grained (thumbnail_solvable) -> reject
+5. the same images, task, answer and place were already accepted (near_duplicate) -> reject
+6. text-only shortcuts: the answer option's length stands out (option_length_bias), or its letter
+   is over-represented among accepted samples (answer_position_bias) -> revise
+Accepting records the sample's duplicate key in `ctx.registry`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import threading
+from collections import Counter
+
+from agents.base import AgentContext, Draft, ImageSet
+from agents.offline.pixel_solver import MIN_PX, TAU, Solution
+from agents.offline.reasons import REASON_CODES
+from agents.offline.regions import parse_region
+from agents.offline.verifier import WEAK_PX, measure
+from schemas import LETTERS, CriticVerdict, TaskType, TokenUsage, VerifierVerdict
+
+AMBIGUOUS_MARGIN = 0.4  # best option's support minus the runner-up's, below which two options look true
+THUMB_MARGIN = 0.5  # a thumbnail answer this clear-cut counts as "answerable at low resolution"
+THUMB_MIN_PX = 1  # on a thumbnail, one clearly changed pixel is already a visible blip
+POSITION_MIN_SAMPLES = 30  # judge answer-letter balance only after this many accepted samples
+POSITION_SLACK = 0.2  # a letter may exceed its fair share 1/k by this much
+LOCATION_GRID = 8  # duplicate keys place the difference on an 8x8 grid
+
+__all__ = ["REASON_CODES", "OfflineCritic", "duplicate_key", "length_outlier"]
+
+
+def length_outlier(options: list[str], answer_index: int) -> bool:
+    """Whether the answer is the unique longest/shortest option by a clear margin (a blind guess wins)."""
+    lengths = [len(o.strip()) for o in options]
+    mine = lengths.pop(answer_index)
+    if not lengths:
+        return False
+    med = statistics.median(lengths)
+    extreme = mine > max(lengths) or mine < min(lengths)
+    return extreme and abs(mine - med) >= max(3.0, 0.3 * med)
+
+
+def duplicate_key(images: ImageSet, draft: Draft, sol: Solution) -> str:
+    """Near-duplicate key: sorted image phashes + task type + answer (canonical) + place of the difference."""
+    answer = draft.options[LETTERS.index(draft.answer)]
+    region = parse_region(answer)
+    canon = region.key if region else " ".join(answer.lower().split())
+    place = "-"
+    if sol.box is not None:
+        cx, cy = (sol.box[0] + sol.box[2]) / 2, (sol.box[1] + sol.box[3]) / 2
+        g = LOCATION_GRID
+        place = f"{min(g - 1, int(cx * g))},{min(g - 1, int(cy * g))}"
+    payload = json.dumps([sorted(r.phash for r in images.images), draft.task_type.value, canon, place])
+    return "offline:" + hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _verdict(verdict: str, items: list[tuple[str, str]]) -> CriticVerdict:
+    return CriticVerdict(
+        verdict=verdict,  # type: ignore[arg-type]
+        reasons=[code for code, _ in items],
+        feedback=" | ".join(f"{code}: {text}" for code, text in items),
+    )
+
+
+class OfflineCritic:
+    """Critic agent: pixel re-checks at full and thumbnail resolution, text-only bias checks, dedup."""
+
+    def __init__(self, tau: int = TAU, min_px: int = MIN_PX, thumb_min_px: int = THUMB_MIN_PX) -> None:
+        self.tau, self.min_px, self.thumb_min_px = tau, min_px, thumb_min_px
+        self._lock = threading.Lock()
+        self._letters: Counter[tuple[int, int]] = Counter()  # (n options, answer index) of accepted samples
+        self._accepted: Counter[int] = Counter()  # n options -> accepted samples
+
+    async def critique(
+        self, images: ImageSet, draft: Draft, verdict: VerifierVerdict, ctx: AgentContext, *, attempt: int
+    ) -> tuple[CriticVerdict, TokenUsage]:
+        """Accept, reject (with reason codes) or send back for revision (with feedback the writer acts on)."""
+        return self.critique_sync(images, draft, verdict, ctx, attempt=attempt), TokenUsage()
+
+    def critique_sync(
+        self, images: ImageSet, draft: Draft, verdict: VerifierVerdict, ctx: AgentContext, *, attempt: int = 0
+    ) -> CriticVerdict:
+        """Synchronous body of `critique`."""
+        answer = LETTERS.index(draft.answer)
+        if not verdict.agrees:
+            said = verdict.answer or "no answer"
+            return _verdict("reject", [("verifier_disagrees", f"the verifier answered {said}, not {draft.answer}")])
+        full = measure(images, draft, tau=self.tau, min_px=self.min_px)
+        if full.answer != answer:
+            return _verdict("reject", [("verifier_disagrees", f"the pixels do not single out {draft.answer}")])
+        if full.strength < WEAK_PX:
+            return _verdict("reject", [("weak_evidence", f"only {full.strength} pixels differ")])
+        if full.margin < AMBIGUOUS_MARGIN:
+            return self._ambiguous(draft, full)
+        thumb = measure(images, draft, side=ctx.thumbnail_side, tau=self.tau, min_px=self.thumb_min_px, relaxed=True)
+        if thumb.answer == answer and thumb.margin >= THUMB_MARGIN:
+            text = f"answerable at {ctx.thumbnail_side} px ({thumb.notes}): not fine-grained"
+            return _verdict("reject", [("thumbnail_solvable", text)])
+        key = duplicate_key(images, draft, full)
+        if ctx.registry.seen(key):
+            return _verdict("reject", [("near_duplicate", "an accepted sample has the same images, answer and place")])
+        revise: list[tuple[str, str]] = []
+        if length_outlier(draft.options, answer):
+            revise.append(("option_length_bias", "the answer is the only option of its length; balance option lengths"))
+        letter_note = self._position_bias(len(draft.options), answer)
+        if letter_note:
+            revise.append(("answer_position_bias", letter_note))
+        if revise:
+            return _verdict("revise", revise)
+        self.note_accepted(len(draft.options), answer)
+        ctx.registry.add(key)
+        return CriticVerdict(verdict="accept", reasons=[], feedback="")
+
+    def note_accepted(self, n_options: int, answer_index: int) -> None:
+        """Count an accepted answer position (the position-bias check compares against these counts)."""
+        with self._lock:
+            self._letters[(n_options, answer_index)] += 1
+            self._accepted[n_options] += 1
+
+    def _ambiguous(self, draft: Draft, full: Solution) -> CriticVerdict:
+        rival = full.runner_up
+        support = ", ".join(f"'{draft.options[i]}' {s:.2f}" for i, s in enumerate(full.scores) if s > 0)
+        fixable = draft.task_type in (TaskType.ATTRIBUTE_COMPARE, TaskType.WHERE_DIFFERS) and rival is not None
+        if fixable:
+            text = f"options {support} are all supported by the pixels; replace the confusable distractor"
+            return _verdict("revise", [("ambiguous", text)])
+        return _verdict("reject", [("ambiguous", f"the pixels barely separate the options ({full.notes})")])
+
+    def _position_bias(self, k: int, answer: int) -> str:
+        with self._lock:
+            total = self._accepted[k]
+            if total < POSITION_MIN_SAMPLES:
+                return ""
+            share = (self._letters[(k, answer)] + 1) / (total + 1)
+        if share <= 1 / k + POSITION_SLACK:
+            return ""
+        return f"letter {LETTERS[answer]} would hold {share:.0%} of accepted {k}-option answers; move the answer"

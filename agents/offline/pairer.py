@@ -1,0 +1,196 @@
+"""The offline image pairer: 2-4-image sets with one controlled fine-grained difference.
+
+From a real photo of the pool it makes one edited variant (a detail recoloured, a mark or patch
+pasted, a detail erased or shifted; see `edits`) and lays out copies of the photo and of the
+variant so that the set supports the task it aims at: one variant among copies (which differs,
+odd one out), a pair (where, attribute), k variants of n (count). With related photo pairs from
+the hash index it makes "which shot is unedited" sets. Everything is decided by the work item's
+seed, and the ground truth goes into `ImageSet.construction`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from agents.base import AgentContext, ImageRef, ImageSet, WorkItem
+from agents.image_cache import store_image
+from agents.offline.edits import COLOUR_KINDS, EDIT_KINDS, Edit, Rect, make_edit, paste_shape, recolor
+from agents.offline.pixel_solver import TAU
+from agents.offline.pixels import diff_map, normalised_box, pixels, remember
+from agents.offline.regions import Region
+from schemas import TaskType, TokenUsage
+
+EDIT_TASKS = (
+    TaskType.WHICH_DIFFERS,
+    TaskType.WHERE_DIFFERS,
+    TaskType.COUNT_ACROSS,
+    TaskType.ODD_ONE_OUT,
+    TaskType.ATTRIBUTE_COMPARE,
+)
+CELL_MARGIN = 0.15  # where_differs edits stay this far (share of a cell) inside their 3x3 cell
+EDGE_MARGIN = 0.04  # other edits keep this share of the image side away from its border
+MEASURABLE_PX = 12  # an edit should change at least this many pixels by more than the verifier's threshold
+RELATED_EDGE = 0.15  # related sets: keep marks off the borders, which the other shot may not show
+
+
+def _layout(task: TaskType, rng: random.Random, max_images: int) -> tuple[int, list[int]]:
+    """Number of images and which of them are the edited variant, for the task aimed at."""
+    big = max(3, min(4, max_images))
+    if task == TaskType.WHICH_DIFFERS:
+        n = rng.randint(3, big)
+        return n, [rng.randrange(1, n)]
+    if task == TaskType.ODD_ONE_OUT:
+        n = rng.randint(3, big)
+        odd = rng.randrange(n)
+        # half the time the odd one is the unedited photo among variants
+        return n, ([odd] if rng.random() < 0.5 else [i for i in range(n) if i != odd])
+    if task == TaskType.COUNT_ACROSS:
+        n = rng.randint(3, big)
+        k = rng.randrange(1, n)  # never 0 or n: "none"/"all" would be guessable without images
+        return n, sorted(rng.sample(range(n), k))
+    if task == TaskType.ATTRIBUTE_COMPARE and big >= 3 and rng.random() < 0.25:
+        return 3, [rng.randrange(3)]
+    return 2, [rng.randrange(2)]  # where_differs, attribute_compare
+
+
+def _area(h: int, w: int, margin: float) -> Rect:
+    mx, my = max(1, round(w * margin)), max(1, round(h * margin))
+    return (mx, my, w - mx, h - my)
+
+
+def _cell_area(h: int, w: int, cell: Region) -> Rect:
+    x1, y1, x2, y2 = cell.box
+    mx, my = CELL_MARGIN * (x2 - x1) * w, CELL_MARGIN * (y2 - y1) * h
+    return (round(x1 * w + mx), round(y1 * h + my), round(x2 * w - mx), round(y2 * h - my))
+
+
+class OfflinePairer:
+    """Pairer agent over `ctx.pool`: procedural edits of real photos, ground truth by construction."""
+
+    def __init__(self, related_rate: float = 0.12, max_images: int = 4, kinds: tuple[str, ...] = EDIT_KINDS) -> None:
+        self.related_rate = related_rate
+        self.max_images = max_images
+        self.kinds = kinds
+
+    async def pair(self, item: WorkItem, ctx: AgentContext) -> tuple[ImageSet, TokenUsage]:
+        """Make the image set of `item` (deterministic from `item.seed`)."""
+        return self.make(item, ctx), TokenUsage()
+
+    def make(self, item: WorkItem, ctx: AgentContext) -> ImageSet:
+        """Synchronous body of `pair`."""
+        photos = ctx.pool.photos
+        if not photos:
+            raise ValueError("the photo pool is empty: no usable images to pair")
+        rng = random.Random(item.seed)
+        if ctx.pool.related and rng.random() < self.related_rate:
+            return self._related(rng, ctx)
+        colour_kinds = any(k in COLOUR_KINDS for k in self.kinds)
+        task = rng.choice([t for t in EDIT_TASKS if colour_kinds or t not in _COLOUR_TASKS])
+        index = rng.randrange(len(photos))
+        return self._edited(rng, ctx, task, index)
+
+    def _store(self, ctx: AgentContext, like: ImageRef, edit: Edit) -> ImageRef:
+        ref = store_image(
+            Image.fromarray(edit.variant),
+            ctx.image_dir,
+            source=like.source,
+            license=like.license,
+            role=f"variant:{edit.kind}",
+            domain=like.domain,
+            fast=True,
+        )
+        remember(ref, edit.variant)
+        return ref
+
+    def _edit(self, rng: random.Random, img: np.ndarray, kinds: tuple[str, ...], scale: float, within: Rect) -> Edit:
+        """An edit that changes at least MEASURABLE_PX pixels clearly (else the strongest of a few tries)."""
+        kind = rng.choice(kinds)
+        best, best_px = None, -1
+        for _ in range(4):  # an edit on a flat spot can come out too faint to measure; retrying is cheap
+            edit = make_edit(kind, img, rng, scale, within)
+            if edit is None:
+                continue
+            x1, y1, x2, y2 = edit.box
+            clear = int((diff_map(img[y1:y2, x1:x2], edit.variant[y1:y2, x1:x2]) > TAU).sum())
+            if clear >= MEASURABLE_PX:
+                return edit
+            if clear > best_px:
+                best, best_px = edit, clear
+        if best is None:
+            raise ValueError("could not make a visible edit of this photo")
+        return best
+
+    def _edited(self, rng: random.Random, ctx: AgentContext, task: TaskType, index: int) -> ImageSet:
+        original = ctx.pool.photos[index]
+        img = pixels(original)
+        h, w = img.shape[:2]
+        scale = max(1.0, max(h, w) / ctx.thumbnail_side)
+        n, marked = _layout(task, rng, self.max_images)
+        cell = None
+        if task == TaskType.WHERE_DIFFERS:
+            cell = Region(3, rng.randrange(3), rng.randrange(3))
+            within = _cell_area(h, w, cell)
+        else:
+            within = _area(h, w, EDGE_MARGIN)
+        kinds = tuple(k for k in self.kinds if k in COLOUR_KINDS) if task in _COLOUR_TASKS else self.kinds
+        edit = self._edit(rng, img, kinds, scale, within)
+        variant = self._store(ctx, original, edit)
+        construction: dict[str, Any] = {
+            "version": 1,
+            "task": task.value,
+            "edit_kind": edit.kind,
+            "photo_index": index,
+            "source": original.source,
+            "n_images": n,
+            "marked": marked,
+            "bbox": list(normalised_box(edit.box, w, h)),
+            "box_px": list(edit.box),
+            "changed_px": edit.changed_px,
+            "scale": round(scale, 3),
+            "cell": cell.key if cell else None,
+            **edit.record,
+        }
+        images = [variant if i in marked else original for i in range(n)]
+        return ImageSet(images=images, domain=original.domain, kind="edit", construction=construction)
+
+    def _related(self, rng: random.Random, ctx: AgentContext) -> ImageSet:
+        i, j, dist = rng.choice(ctx.pool.related)
+        ref_i, cand_i = (i, j) if rng.random() < 0.5 else (j, i)
+        ref, cand = ctx.pool.photos[ref_i], ctx.pool.photos[cand_i]
+        img = pixels(cand)
+        h, w = img.shape[:2]
+        scale = max(1.0, max(h, w) / ctx.thumbnail_side)
+        within = _area(h, w, RELATED_EDGE)
+        make = paste_shape if rng.random() < 0.6 else recolor
+        edit = make(img, rng, scale, within)
+        if edit is None:
+            raise ValueError("could not make a visible edit of this photo")
+        edited_ref = self._store(ctx, cand, edit)
+        clean_pos = rng.choice([1, 2])
+        images = [ref, cand, edited_ref] if clean_pos == 1 else [ref, edited_ref, cand]
+        construction: dict[str, Any] = {
+            "version": 1,
+            "task": TaskType.SAME_SOURCE.value,
+            "edit_kind": edit.kind,
+            "pair": [ref_i, cand_i],
+            "hamming": dist,
+            "source": cand.source,
+            "reference_source": ref.source,
+            "n_images": 3,
+            "clean": clean_pos,
+            "edited": 3 - clean_pos,
+            "marked": [3 - clean_pos],
+            "bbox": list(normalised_box(edit.box, w, h)),
+            "box_px": list(edit.box),
+            "changed_px": edit.changed_px,
+            "scale": round(scale, 3),
+            **edit.record,
+        }
+        return ImageSet(images=images, domain=ref.domain, kind="related", construction=construction)
+
+
+_COLOUR_TASKS = (TaskType.COUNT_ACROSS, TaskType.ATTRIBUTE_COMPARE)
