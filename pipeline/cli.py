@@ -44,7 +44,8 @@ for _mod in _ROOMS:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; user errors print one line and exit non-zero, no traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode click *returns* the code of `typer.Exit(n)` instead of raising it
+        rc = app(args=argv, standalone_mode=False)
     except MifgError as e:
         print(f"mifg: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("mifg: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""`mifg generate`, `mifg stats` and `mifg merge`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from schemas.errors import ConfigError
+
+
+def _build_agents(backend: str, base_url: str, model: str, options: dict):
+    """(AgentSet, factory for worker processes or None) of a backend; openai is checked against its endpoint first."""
+    if backend == "offline":
+        from agents.offline import build_offline_agents
+
+        return build_offline_agents(options), build_offline_agents
+    if backend == "openai":
+        from agents.llm import build_llm_agents, check_endpoint
+
+        key = os.environ.get("OPENAI_API_KEY")
+        check_endpoint(base_url, model, key)  # one clear EndpointError before any work
+        return build_llm_agents(base_url, model, key, options), None  # I/O-bound: one process, many in flight
+    raise ConfigError(f"--backend {backend!r}: choose offline or openai")
+
+
+def register(app: typer.Typer) -> None:
+    """Add generate, stats and merge to the `mifg` app."""
+
+    @app.command()
+    def generate(
+        out: Path = typer.Option(..., "--out", help="Run directory (created; re-run the same command to resume)."),
+        images: Path | None = typer.Option(None, "--images", help="Folder of photos (recursive)."),
+        hf_dataset: Path | None = typer.Option(
+            None, "--hf-dataset", help="A `datasets` image dataset: a save_to_disk folder or Parquet file(s)."
+        ),
+        image_column: str = typer.Option("image", "--image-column", help="Image column of --hf-dataset."),
+        n: int = typer.Option(2000, "-n", "--n", help="Work items (candidate samples) in the whole run."),
+        backend: str = typer.Option("offline", "--backend", help="offline (procedural, no model) or openai."),
+        base_url: str | None = typer.Option(
+            None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (env OPENAI_BASE_URL)."
+        ),
+        model: str | None = typer.Option(None, "--model", help="Model name served by the endpoint."),
+        concurrency: int = typer.Option(32, "--concurrency", help="Samples in flight at once."),
+        workers: int | None = typer.Option(
+            None, "--workers", help="Processes running offline agents (CPU-bound); default: CPU cores, at most 8."
+        ),
+        shard: str | None = typer.Option(None, "--shard", help="i/N: run the items with index % N == i."),
+        seed: int = typer.Option(0, "--seed", help="Run seed; item seeds derive from it and the item index."),
+        max_revisions: int = typer.Option(2, "--max-revisions", help="Critic -> writer revisions per sample."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run failed items again."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),
+    ) -> None:
+        """Generate multi-image fine-grained QA candidates into RUN_DIR (resumable)."""
+        from pipeline.run_config import RunConfig, parse_shard
+        from pipeline.runner import format_summary
+        from pipeline.runner import generate as run
+
+        if images is not None and hf_dataset is not None:
+            raise ConfigError("give either --images or --hf-dataset, not both")
+        if images is not None:
+            source = f"dir:{images.resolve()}"
+        elif hf_dataset is not None:
+            source = f"hf:{hf_dataset.resolve()}"
+        else:
+            source = "skimage"
+        if backend == "offline" and (base_url or model):
+            raise ConfigError("--base-url/--model need --backend openai")
+        if backend != "offline" and workers not in (None, 1):
+            raise ConfigError(
+                "--workers applies to --backend offline; the openai backend runs many requests in one process"
+            )
+        if workers is None:
+            workers = min(os.cpu_count() or 1, 8) if backend == "offline" else 1
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL", "")
+        shard_index, shard_count = parse_shard(shard)
+        options: dict = {}
+        if backend == "openai":
+            options["concurrency"] = concurrency
+        cfg = RunConfig(
+            out=out,
+            n=n,
+            seed=seed,
+            backend=backend,
+            model=model or "",
+            base_url=base_url,
+            source=source,
+            image_column=image_column,
+            concurrency=concurrency,
+            workers=workers,
+            shard_index=shard_index,
+            shard_count=shard_count,
+            max_revisions=max_revisions,
+            retry_failed=retry_failed,
+        )
+        agents, factory = _build_agents(backend, base_url, model or "", options)
+        summary = run(cfg, agents, factory=factory, progress=not no_progress)
+        typer.echo(format_summary(summary))
+        if summary.exit_code:
+            raise typer.Exit(summary.exit_code)
+
+    @app.command()
+    def stats(
+        run_dir: Path = typer.Argument(..., help="A run directory (or a merged one)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    ) -> None:
+        """Counts per stage, verdict, task type and domain; acceptance, tokens and cost, failures, skips."""
+        from pipeline.stats import collect_stats, format_stats
+
+        st = collect_stats(run_dir)
+        typer.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_stats(st))
+
+    @app.command()
+    def merge(
+        run_dirs: list[Path] = typer.Argument(..., help="Run directories, e.g. the --shard i/N runs of one job."),
+        out: Path = typer.Option(..., "--out", help="New directory for the merged shards."),
+    ) -> None:
+        """Merge runs into one store; ids de-duplicated, one consistent manifest."""
+        from pipeline.merge import merge_runs
+
+        s = merge_runs(run_dirs, out)
+        typer.echo(
+            f"merged {len(s.inputs)} runs into {s.out}: {s.accepted} accepted, {s.rejected} rejected samples"
+            f" in {s.shards} shards; {s.duplicates} duplicate ids dropped"
+        )
+        if s.identities_differ:
+            typer.echo("note: the inputs were made with different settings (see merge.json)")

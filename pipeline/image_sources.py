@@ -1,0 +1,256 @@
+"""Where source photos come from: a directory, a `datasets` image dataset, or scikit-image's bundled photos.
+
+A source is an iterator of `SourceImage`: an id (stable across runs, used for provenance and for
+splitting by source), a licence, a domain hint and a loader. Loaders return a path, encoded bytes or
+a PIL image; `pipeline.image_validation` turns any of them into a safe RGB image or a skip reason.
+Problems found while walking (a symlink loop, an unreadable folder) become loaders that raise
+`SkipImage`, so every problem is reported and counted in one place.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+from schemas import Domain
+from schemas.errors import InputError
+
+ImageInput = Union[Path, bytes, Image.Image]  # noqa: UP007 - a runtime alias, kept readable on 3.10
+
+
+class SkipImage(Exception):
+    """A source image is unusable; `reason` is a short machine-readable code counted in stats."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One candidate source photo, not yet opened."""
+
+    source_id: str  # "skimage:coffee", "dir:cats/01.jpg", "hf:train/17"
+    license: str
+    domain: Domain
+    load: Callable[[], ImageInput]
+    display: str  # how messages name it (a file path, a dataset row)
+
+
+def printable(name: str) -> str:
+    """`name` made safe for one line of UTF-8 output: undecodable bytes and control characters escaped."""
+    raw = name.encode("utf-8", "surrogateescape")
+    text = raw.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
+
+
+# ---------------------------------------------------------------- the embedded default: skimage.data
+
+# (function name, domain, licence as stated in the function's docstring in scikit-image 0.26)
+SKIMAGE_PHOTOS: list[tuple[str, Domain, str]] = [
+    ("astronaut", Domain.PEOPLE, "public-domain (NASA; no known copyright restrictions)"),
+    ("coffee", Domain.OBJECT, "CC0-1.0 (Rachel Michetti)"),
+    ("chelsea", Domain.NATURE, "CC0-1.0 (Stefan van der Walt)"),
+    ("rocket", Domain.URBAN, "public-domain (SpaceX)"),
+    ("hubble_deep_field", Domain.SCIENTIFIC, "public-domain (NASA)"),
+    ("retina", Domain.SCIENTIFIC, "CC0-1.0 (Mikael Häggström, Wikimedia Commons)"),
+    ("immunohistochemistry", Domain.SCIENTIFIC, "no known copyright restrictions (CMMI)"),
+    ("stereo_motorcycle", Domain.INDOOR, "Middlebury 2014 stereo benchmark (Scharstein et al.; research use)"),
+    ("camera", Domain.PEOPLE, "CC0-1.0 (Lav Varshney)"),
+    ("brick", Domain.TEXTURE, "CC0-1.0 (CC0Textures)"),
+    ("grass", Domain.TEXTURE, "CC0-1.0 (linolafett, DeviantArt)"),
+    ("gravel", Domain.TEXTURE, "CC0-1.0 (CC0Textures)"),
+    ("coins", Domain.OBJECT, "no known copyright restrictions (Brooklyn Museum)"),
+    ("clock", Domain.OBJECT, "public-domain (Stefan van der Walt)"),
+    ("text", Domain.DOCUMENT, "public-domain (Wikipedia; no known copyright restrictions)"),
+    ("cell", Domain.SCIENTIFIC, "CC0-1.0 (Paul Müller et al.)"),
+]
+
+
+def _skimage_loader(name: str, part: int | None) -> Callable[[], ImageInput]:
+    def load() -> Image.Image:
+        import skimage.data
+
+        arr = getattr(skimage.data, name)()
+        if part is not None:  # stereo_motorcycle returns (left, right, disparity)
+            arr = arr[part]
+        return Image.fromarray(np.ascontiguousarray(arr))
+
+    return load
+
+
+def skimage_source() -> Iterator[SourceImage]:
+    """The real photos bundled in scikit-image (no network), with their licences and domains."""
+    for name, domain, license in SKIMAGE_PHOTOS:
+        if name == "stereo_motorcycle":  # two views of one scene: a natural related-but-different pair
+            for part, side in ((0, "left"), (1, "right")):
+                sid = f"skimage:{name}_{side}"
+                yield SourceImage(sid, license, domain, _skimage_loader(name, part), sid)
+        else:
+            sid = f"skimage:{name}"
+            yield SourceImage(sid, license, domain, _skimage_loader(name, None), sid)
+
+
+# ---------------------------------------------------------------- a directory of the user's photos
+
+
+def _raise(reason: str, detail: str) -> Callable[[], ImageInput]:
+    def load() -> ImageInput:
+        raise SkipImage(reason, detail)
+
+    return load
+
+
+def _domain_hint(rel_parts: tuple[str, ...], default: Domain | None) -> Domain:
+    """`--domain` if given, else the first folder named like a Domain (photos/nature/x.jpg), else other."""
+    if default is not None:
+        return default
+    values = {d.value: d for d in Domain}
+    for part in rel_parts[:-1]:
+        if part.lower() in values:
+            return values[part.lower()]
+    return Domain.OTHER
+
+
+def directory_source(
+    root: str | Path, *, domain: Domain | None = None, license: str = "unknown"
+) -> Iterator[SourceImage]:
+    """Every non-hidden file under `root`, recursively, in sorted order; follows symlinks without looping."""
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{printable(str(root))}: image directory does not exist")
+    if not root.is_dir():
+        raise InputError(f"{printable(str(root))}: not a directory")
+    visited: set[tuple[int, int]] = set()
+
+    def walk(folder: Path) -> Iterator[SourceImage]:
+        st = folder.stat()
+        visited.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: os.fsencode(e.name))
+        except OSError as e:
+            rel = printable(str(folder.relative_to(root)))
+            yield SourceImage(
+                f"dir:{rel}", license, Domain.OTHER, _raise("unreadable", e.strerror or str(e)), str(folder)
+            )
+            return
+        for entry in entries:
+            if entry.name.startswith("."):  # .DS_Store, editor temp files, our own temp files
+                continue
+            path = Path(entry.path)
+            rel_parts = path.relative_to(root).parts
+            sid = "dir:" + printable("/".join(rel_parts))
+            display = printable(str(path))
+            dom = _domain_hint(rel_parts, domain)
+            try:
+                st = os.stat(path)  # follows symlinks: raises on loops and dangling links
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    yield SourceImage(sid, license, dom, _raise("symlink_loop", "symbolic link loop"), display)
+                elif entry.is_symlink():
+                    yield SourceImage(sid, license, dom, _raise("broken_symlink", "link target missing"), display)
+                else:
+                    yield SourceImage(sid, license, dom, _raise("unreadable", e.strerror or str(e)), display)
+                continue
+            if entry.is_dir():
+                if (st.st_dev, st.st_ino) in visited:
+                    yield SourceImage(sid, license, dom, _raise("symlink_loop", "folder already visited"), display)
+                    continue
+                yield from walk(path)
+            else:
+                yield SourceImage(sid, license, dom, (lambda p=path: p), display)
+
+    yield from walk(root)
+
+
+# ---------------------------------------------------------------- a `datasets` image dataset
+
+
+def _open_dataset(path: Path):
+    import datasets
+
+    if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as e:
+            raise InputError(f"{printable(str(path))}: cannot load dataset ({e})") from e
+        if isinstance(ds, datasets.DatasetDict):
+            return [(split, ds[split]) for split in sorted(ds)]
+        return [("train", ds)]
+    if path.is_file() and path.suffix == ".parquet":
+        files = [str(path)]
+    elif path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*.parquet"))
+    else:
+        files = []
+    if not files:
+        raise InputError(f"{printable(str(path))}: neither a saved dataset (load_from_disk) nor Parquet file(s)")
+    try:
+        ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    except Exception as e:
+        raise InputError(f"{printable(str(path))}: cannot read Parquet dataset ({e})") from e
+    return [("train", ds)]
+
+
+def hf_dataset_source(
+    path: str | Path,
+    *,
+    image_column: str = "image",
+    license: str = "unknown",
+    domain: Domain | None = None,
+) -> Iterator[SourceImage]:
+    """Images of a `datasets` dataset (a `save_to_disk` folder or Parquet files), row order, all splits."""
+    import datasets
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{printable(str(path))}: dataset path does not exist")
+    domains = {d.value: d for d in Domain}
+    for split, ds in _open_dataset(path):
+        if image_column not in ds.column_names:
+            raise InputError(
+                f"{printable(str(path))}: no column {image_column!r} (columns: {', '.join(ds.column_names)});"
+                " pass --image-column"
+            )
+        feature = ds.features[image_column]
+        if isinstance(feature, datasets.Image):
+            ds = ds.cast_column(image_column, datasets.Image(decode=False))  # bytes: validation guards bombs
+        cols = [image_column] + [c for c in ("license", "domain") if c in ds.column_names]
+        for row_idx, row in enumerate(ds.select_columns(cols)):
+            value = row[image_column]
+            sid = f"hf:{split}/{row_idx}"
+            row_dom = domains.get(str(row.get("domain", "")).lower(), Domain.OTHER)
+            yield SourceImage(
+                sid,
+                str(row.get("license") or license),
+                domain or row_dom,
+                _dataset_loader(value, path),
+                f"{printable(str(path))}[{split}][{row_idx}]",
+            )
+
+
+def _dataset_loader(value: object, root: Path) -> Callable[[], ImageInput]:
+    def load() -> ImageInput:
+        if isinstance(value, Image.Image):
+            return value
+        if isinstance(value, dict):
+            if value.get("bytes"):
+                return bytes(value["bytes"])
+            if value.get("path"):
+                p = Path(value["path"])
+                return p if p.is_absolute() else root / p
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        if isinstance(value, str):
+            return Path(value)
+        raise SkipImage("not_an_image", f"unsupported image cell of type {type(value).__name__}")
+
+    return load

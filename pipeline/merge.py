@@ -1,0 +1,117 @@
+"""`mifg merge`: combine runs (e.g. the `--shard i/N` runs of one job) into one store, ids de-duplicated.
+
+The merged directory has the same layout as a run (shards/ + manifests/ under the tag `merged`,
+rejected/, state/ with a copy of every input's item record so `mifg stats` works on it, and
+merge.json naming the inputs). It is built in a temporary sibling folder and renamed into place,
+so an interrupted merge leaves nothing half-made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.run_config import REJECTED, RUN_JSON, STATE
+from pipeline.shard_store import MANIFESTS, ShardWriter, atomic_write_json, iter_samples
+from schemas import Sample
+from schemas.errors import ConfigError, InputError
+
+MERGED_TAG = "merged"
+
+
+@dataclass
+class MergeSummary:
+    """What a merge wrote."""
+
+    out: Path
+    inputs: list[str] = field(default_factory=list)
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    shards: int = 0
+    identities_differ: bool = False
+
+
+def _identity(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / RUN_JSON).read_text("utf-8")).get("identity")
+    except (OSError, ValueError):
+        return None
+
+
+def _copy_sqlite(src: Path, dst: Path) -> None:
+    """Consistent copy of a (possibly WAL-mode, possibly in use) SQLite file."""
+    with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s, sqlite3.connect(dst) as d:
+        s.backup(d)
+
+
+def merge_runs(run_dirs: list[str | Path], out: str | Path, *, per_shard: int = 128) -> MergeSummary:
+    """Merge the accepted and rejected samples of `run_dirs` into `out` (which must not exist yet)."""
+    out = Path(out)
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs:
+        raise ConfigError("mifg merge needs at least one RUN_DIR")
+    for d in dirs:
+        if not (d / MANIFESTS).is_dir():
+            raise InputError(f"{d}: not a mifg run directory (no {MANIFESTS}/)")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} already exists and is not empty; merge into a new directory")
+    if any(out.resolve() == d.resolve() for d in dirs):
+        raise ConfigError(f"--out {out} is one of the inputs")
+
+    idents = [_identity(d) for d in dirs]
+    summary = MergeSummary(out=out, inputs=[str(d) for d in dirs])
+    comparable = [
+        {k: v for k, v in i.items() if k != "shard_count"} if i else None for i in idents
+    ]  # shard runs of one job differ only in their shard index, which is not part of the identity
+    summary.identities_differ = len({json.dumps(c, sort_keys=True) for c in comparable}) > 1
+
+    tmp = out.parent / f".{out.name}.merge-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for name, sub in (("accepted", ""), ("rejected", REJECTED)):
+            writer = ShardWriter(tmp / sub if sub else tmp, MERGED_TAG)
+            seen: set[str] = set()
+            buf: list[Sample] = []
+            for d in dirs:
+                root = d / sub if sub else d
+                if not (root / MANIFESTS).is_dir():
+                    continue
+                for sample in iter_samples(root):
+                    if sample.id in seen:
+                        summary.duplicates += 1
+                        continue
+                    seen.add(sample.id)
+                    buf.append(sample)
+                    if len(buf) >= per_shard:
+                        writer.write(buf)
+                        summary.shards += 1
+                        buf = []
+            if buf:
+                writer.write(buf)
+                summary.shards += 1
+            setattr(summary, name, len(seen))
+        (tmp / STATE).mkdir(parents=True, exist_ok=True)
+        for k, d in enumerate(dirs):
+            for db in sorted((d / STATE).glob("*.sqlite")):
+                _copy_sqlite(db, tmp / STATE / f"{k:03d}-{db.name}")
+        atomic_write_json(
+            tmp / "merge.json",
+            {
+                "inputs": summary.inputs,
+                "identities": idents,
+                "accepted": summary.accepted,
+                "rejected": summary.rejected,
+                "duplicates_dropped": summary.duplicates,
+            },
+        )
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
