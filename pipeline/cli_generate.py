@@ -52,6 +52,13 @@ def register(app: typer.Typer) -> None:
         max_revisions: int = typer.Option(2, "--max-revisions", help="Critic -> writer revisions per sample."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run failed items again."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),
+        agent_option: list[str] = typer.Option(
+            [],
+            "--agent-option",
+            "-o",
+            help="KEY=VALUE backend option, repeatable (openai: timeout=30 max_attempts=4 requests_per_s=20 "
+            "http_path=sdk; offline: related_rate=0.2). Values are parsed as JSON when they can be.",
+        ),
     ) -> None:
         """Generate multi-image fine-grained QA candidates into RUN_DIR (resumable)."""
         from pipeline.run_config import RunConfig, parse_shard
@@ -76,9 +83,9 @@ def register(app: typer.Typer) -> None:
             workers = min(os.cpu_count() or 1, 8) if backend == "offline" else 1
         base_url = base_url or os.environ.get("OPENAI_BASE_URL", "")
         shard_index, shard_count = parse_shard(shard)
-        options: dict = {}
+        options: dict = parse_agent_options(agent_option)
         if backend == "openai":
-            options["concurrency"] = concurrency
+            options.setdefault("concurrency", concurrency)
         cfg = RunConfig(
             out=out,
             n=n,
@@ -94,6 +101,7 @@ def register(app: typer.Typer) -> None:
             shard_count=shard_count,
             max_revisions=max_revisions,
             retry_failed=retry_failed,
+            agent_options=options,
         )
         agents, factory = _build_agents(backend, base_url, model or "", options)
         summary = run(cfg, agents, factory=factory, progress=not no_progress)
@@ -127,3 +135,18 @@ def register(app: typer.Typer) -> None:
         )
         if s.identities_differ:
             typer.echo("note: the inputs were made with different settings (see merge.json)")
+
+
+def parse_agent_options(pairs: list[str]) -> dict:
+    """`["timeout=30", "http_path=sdk"]` -> `{"timeout": 30, "http_path": "sdk"}` (JSON values when valid)."""
+    options: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--agent-option wants KEY=VALUE, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        options[key.strip()] = value
+    return options

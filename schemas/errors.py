@@ -13,7 +13,7 @@ class InputError(MifgError):
     """A file or directory given by the user is missing, unreadable or malformed."""
 
 
-class ConfigError(MifgError):
+class ConfigError(MifgError, ValueError):
     """A flag, config file or combination of options is invalid."""
 
 

@@ -19,6 +19,7 @@ from agents.offline.pixel_solver import MIN_PX, TAU
 from agents.offline.reasons import REASON_CODES
 from agents.offline.verifier import OfflineVerifier
 from agents.offline.writer import OfflineWriter
+from schemas.errors import ConfigError
 
 PROMPT_VERSION = "offline-v1"
 """Recorded in provenance; bump when a change alters what the offline agents produce."""
@@ -31,11 +32,11 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
     opts = dict(options or {})
     unknown = sorted(set(opts) - _KNOWN)
     if unknown:
-        raise ValueError(f"unknown offline agent option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
+        raise ConfigError(f"unknown offline agent option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
     kinds = tuple(opts.get("kinds", EDIT_KINDS))
     bad = [k for k in kinds if k not in EDIT_KINDS]
     if bad or not kinds:
-        raise ValueError(f"offline option 'kinds' must be a non-empty subset of {', '.join(EDIT_KINDS)}; got {kinds}")
+        raise ConfigError(f"offline option 'kinds' must be a non-empty subset of {', '.join(EDIT_KINDS)}; got {kinds}")
     tau, min_px = int(opts.get("tau", TAU)), int(opts.get("min_px", MIN_PX))
     return AgentSet(
         pairer=OfflinePairer(

@@ -84,3 +84,16 @@ def test_openai_backend_against_a_local_server(capsys, tmp_path, photo_dir, monk
     assert st["items"] == 6 and st["tokens"]["calls"] >= 6 and st["tokens"]["prompt"] > 0
     samples = read_samples(out) + read_samples(out / "rejected")
     assert samples and all(s.provenance.backend == "openai" and s.provenance.model == server.model for s in samples)
+
+
+def test_agent_options_parse_json_values_and_refuse_malformed_pairs():
+    from pipeline.cli_generate import parse_agent_options
+    from schemas.errors import ConfigError
+
+    assert parse_agent_options(["timeout=30", "http_path=sdk", "kinds=[\"recolor\"]"]) == {
+        "timeout": 30,
+        "http_path": "sdk",
+        "kinds": ["recolor"],
+    }
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_agent_options(["timeout"])
