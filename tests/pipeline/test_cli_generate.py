@@ -90,7 +90,7 @@ def test_agent_options_parse_json_values_and_refuse_malformed_pairs():
     from pipeline.cli_generate import parse_agent_options
     from schemas.errors import ConfigError
 
-    assert parse_agent_options(["timeout=30", "http_path=sdk", "kinds=[\"recolor\"]"]) == {
+    assert parse_agent_options(["timeout=30", "http_path=sdk", 'kinds=["recolor"]']) == {
         "timeout": 30,
         "http_path": "sdk",
         "kinds": ["recolor"],
