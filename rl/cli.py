@@ -1,0 +1,230 @@
+"""`mifg train`, `mifg eval`, `mifg train-demo`, `mifg rl-demo-data`, `mifg train-plot`.
+
+Heavy imports (torch, accelerate) stay inside the commands so `mifg --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from schemas.errors import ConfigError, InputError
+
+DEMO_TOML = Path(__file__).with_name("demo_train.toml")
+
+
+def _overrides(
+    policy: str | None,
+    model_path: str | None,
+    steps: int | None,
+    seed: int | None,
+    sets: list[str],
+    no_tools: bool,
+    no_traj_mask: bool,
+) -> list[dict]:
+    from rl.config import parse_override
+
+    out: list[dict] = []
+    if policy:
+        out.append({"policy": {"kind": policy}})
+    if model_path:
+        out.append({"policy": {"model_path": model_path}})
+    if steps is not None:
+        out.append({"steps": steps})
+    if seed is not None:
+        out.append({"seed": seed})
+    if no_tools:
+        out.append({"env": {"tools": []}})
+    if no_traj_mask:
+        out.append(
+            {
+                "mask": {
+                    "mask_invalid_tool": False,
+                    "mask_over_turns": False,
+                    "mask_truncated": False,
+                    "mask_image_mismatch": False,
+                }
+            }
+        )
+    out += [parse_override(s) for s in sets]
+    return out
+
+
+def _train(data: str, out: str, config: str | None, overrides: list[dict], resume: bool, quiet: bool) -> dict:
+    from rl.config import load_config
+    from rl.trainer import Trainer
+
+    cfg = load_config(config, [*overrides, {"data": data, "out": out}])
+    if resume and not (Path(out) / "ckpt" / "state.pt").exists():
+        raise InputError(f"{out}/ckpt/state.pt: nothing to resume")
+    if not resume and (Path(out) / "ckpt" / "state.pt").exists():
+        raise ConfigError(f"{out} already holds a checkpoint: pass --resume to continue it, or another --out")
+    return Trainer(cfg, step_lines=not quiet).run(resume=resume)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training commands to the `mifg` app."""
+
+    @app.command("train")
+    def train_cmd(
+        data: str = typer.Argument(..., help="Verified shard store, hf export, or verl export directory."),
+        out: str = typer.Option("runs/rl", "--out", help="Run directory (metrics.jsonl, tb/, ckpt/, eval.json)."),
+        policy: str = typer.Option(None, "--policy", help="tiny | hf (default: from --config, else tiny)."),
+        model_path: str = typer.Option(None, "--model-path", help="hf: local Qwen2.5-VL checkpoint directory."),
+        config: str = typer.Option(None, "--config", help="TOML file of TrainConfig fields (see rl/config.py)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue RUN/ckpt exactly where it stopped."),
+        steps: int = typer.Option(None, "--steps", help="Training steps (overrides the config)."),
+        seed: int = typer.Option(None, "--seed"),
+        eval_data: str = typer.Option(None, "--eval-data", help="Separate evaluation set."),
+        sets: list[str] = typer.Option([], "--set", help="Override any field: --set loss.kl_coef=0.01 (repeatable)."),
+        no_tools: bool = typer.Option(False, "--no-tools", help="Ablation: disable both tools."),
+        no_traj_mask: bool = typer.Option(False, "--no-traj-mask", help="Ablation: no trajectory-level masking."),
+        allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Also use non-accepted rows."),
+        quiet: bool = typer.Option(False, "--quiet", help="A line every 25 steps instead of every step."),
+    ) -> None:
+        """Train a policy with masked multi-turn GRPO on verified samples."""
+        ov = _overrides(policy, model_path, steps, seed, sets, no_tools, no_traj_mask)
+        if eval_data:
+            ov.append({"eval_data": eval_data})
+        if allow_unverified:
+            ov.append({"allow_unverified": True})
+        _train(data, out, config, ov, resume, quiet)
+
+    @app.command("eval")
+    def eval_cmd(
+        data: str = typer.Argument(..., help="Samples to evaluate on (its test split if it has one)."),
+        checkpoint: str = typer.Option(..., "--checkpoint", help="RUN/ckpt directory (or its state.pt)."),
+        policy: str = typer.Option(None, "--policy", help="tiny | hf (default: the checkpoint's)."),
+        model_path: str = typer.Option(None, "--model-path", help="hf: base model directory."),
+        out: str = typer.Option(None, "--out", help="Write the full report as JSON here."),
+        limit: int = typer.Option(0, "--limit", help="Evaluate only the first N samples."),
+        no_tools: bool = typer.Option(False, "--no-tools", help="Evaluate with tools disabled."),
+        split: str = typer.Option("test", "--split", help="Split to use when DATA has several."),
+    ) -> None:
+        """Evaluate a checkpoint: accuracy overall / per task type / per domain, tool-call rates, turns."""
+        report = run_eval(data, checkpoint, policy, model_path, limit, no_tools, split)
+        print_report(report)
+        if out:
+            from pipeline.shard_store import atomic_write_json
+
+            atomic_write_json(Path(out), report)
+            print(f"report written to {out}")
+
+    @app.command("train-demo")
+    def demo_cmd(
+        out: str = typer.Option("runs/rl-demo", "--out", help="Demo root: data/, main/, no_tools/, no_traj_mask/."),
+        steps: int = typer.Option(None, "--steps", help="Steps per run (default: rl/demo_train.toml)."),
+        ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Also run the two ablations."),
+        plot: str = typer.Option(None, "--plot", help="Curves PNG (default OUT/rl_curves.png)."),
+        n_train: int = typer.Option(800, "--train", help="Demo training samples."),
+        n_test: int = typer.Option(200, "--test", help="Demo test samples."),
+    ) -> None:
+        """CPU demo: make the checkerboard task, train the tiny policy, run the ablations, plot curves."""
+        from rl.demo_data import write_demo_data
+        from rl.plot import plot_runs
+
+        root = Path(out)
+        data = write_demo_data(root / "data", n_train, n_test)
+        runs = {"main": (False, False)}
+        if ablations:
+            runs |= {"no_tools": (True, False), "no_traj_mask": (False, True)}
+        results = {}
+        for name, (no_tools, no_mask) in runs.items():
+            print(f"== {name} ==")
+            run_dir = root / name
+            ov = _overrides(None, None, steps, None, [], no_tools, no_mask)
+            resume = (run_dir / "ckpt" / "state.pt").exists()
+            results[name] = _train(str(data), str(run_dir), str(DEMO_TOML), ov, resume, quiet=True)
+        png = plot_runs([root / n for n in runs], plot or root / "rl_curves.png")
+        summary = {
+            n: {
+                "test_accuracy": r["accuracy"],
+                "tool_call_rate": r["tool_call_rate"],
+                "steps": r["steps"],
+                "wall_s": round(r["wall_s"], 1),
+            }
+            for n, r in results.items()
+        }
+        (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+        for n, s in summary.items():
+            conf = s["tool_call_rate"]["visual_confirmation"]
+            print(f"{n:14s} test accuracy {s['test_accuracy']:.3f}  confirmation rate {conf:.2f}  {s['wall_s']:.0f}s")
+        print(f"curves: {png}; summary: {root / 'summary.json'}")
+
+    @app.command("rl-demo-data")
+    def demo_data_cmd(
+        out: str = typer.Argument(..., help="Output shard store directory."),
+        n_train: int = typer.Option(800, "--train"),
+        n_test: int = typer.Option(200, "--test"),
+        n_images: int = typer.Option(2, "--images", help="Images per sample (chance = 1/images)."),
+        seed: int = typer.Option(0, "--seed"),
+    ) -> None:
+        """Write the demo's fine-grained checkerboard task as a verified shard store."""
+        from rl.demo_data import write_demo_data
+
+        path = write_demo_data(out, n_train, n_test, n_images, seed)
+        print(f"wrote {n_train} train + {n_test} test samples to {path}")
+
+    @app.command("train-plot")
+    def plot_cmd(
+        runs: list[str] = typer.Argument(..., help="Run directories (each with metrics.jsonl)."),
+        out: str = typer.Option("rl_curves.png", "--out", help="PNG to write."),
+    ) -> None:
+        """Plot learning curves of one or more runs into a PNG."""
+        from rl.plot import plot_runs
+
+        print(f"wrote {plot_runs(runs, out)}")
+
+
+def run_eval(
+    data: str,
+    checkpoint: str,
+    policy: str | None = None,
+    model_path: str | None = None,
+    limit: int = 0,
+    no_tools: bool = False,
+    split: str = "test",
+) -> dict:
+    """Load a checkpoint and evaluate it on DATA; returns the report dict."""
+    import torch
+
+    from rl.config import config_from_dict
+    from rl.data import load_splits
+    from rl.evaluate import evaluate
+    from rl.policies import build_policy
+
+    path = Path(checkpoint)
+    path = path / "state.pt" if path.is_dir() else path
+    if not path.exists():
+        raise InputError(f"{path}: no checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = config_from_dict(state["config"])
+    if policy:
+        cfg.policy.kind = policy
+    if model_path:
+        cfg.policy.model_path = model_path
+    if no_tools:
+        cfg.env.tools = ()
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    pol = build_policy(cfg.policy, cfg.tiny, seed=cfg.seed)
+    pol.load_state_dict(state["policy"])
+    splits, _ = load_splits(data, cfg.allow_unverified)
+    samples = splits.get(split) or [s for v in splits.values() for s in v]
+    samples = samples[:limit] if limit else samples
+    report = evaluate(pol, samples, cfg.env, cfg.generation)
+    report["checkpoint"], report["step"], report["data"] = str(path), state["step"], data
+    return report
+
+
+def print_report(r: dict) -> None:
+    """Human-readable evaluation summary."""
+    print(f"accuracy {r['accuracy']:.3f} on {r['n']} samples (checkpoint step {r.get('step', '?')})")
+    for key in ("per_task_type", "per_domain"):
+        for name, v in r[key].items():
+            print(f"  {key[4:]:10s} {name:18s} {v['accuracy']:.3f}  (n={v['n']})")
+    for tool, rate in r["tool_call_rate"].items():
+        print(f"  tool-call rate {tool:20s} {rate:.2f}")
+    print(f"  mean turns {r['mean_turns']:.2f}; answered {r['answered']:.2f}; tool errors {r['tool_error_rate']:.2f}")
