@@ -120,13 +120,28 @@ def register(app: typer.Typer) -> None:
         plot: str = typer.Option(None, "--plot", help="Curves PNG (default OUT/rl_curves.png)."),
         n_train: int = typer.Option(800, "--train", help="Demo training samples."),
         n_test: int = typer.Option(200, "--test", help="Demo test samples."),
+        data_source: str = typer.Option(
+            "procedural",
+            "--data-source",
+            help='procedural (rl/demo_data.py) or pipeline (`mifg generate -o kinds=["fine_texture"]` + export;'
+            " experimental: the tiny policy does not learn it yet).",
+        ),
+        n_items: int = typer.Option(1000, "-n", help="pipeline: work items `mifg generate` runs."),
     ) -> None:
         """CPU demo: make the checkerboard task, train the tiny policy, run the ablations, plot curves."""
-        from rl.demo_data import write_demo_data
         from rl.plot import plot_runs
 
         root = Path(out)
-        data = write_demo_data(root / "data", n_train, n_test)
+        if data_source == "pipeline":
+            from rl.demo_pipeline import make_demo_data
+
+            data = make_demo_data(root, n=n_items, test_fraction=n_test / max(1, n_train + n_test))
+        elif data_source == "procedural":
+            from rl.demo_data import write_demo_data
+
+            data = write_demo_data(root / "data", n_train, n_test)
+        else:
+            raise ConfigError(f"--data-source {data_source!r}: choose procedural or pipeline")
         runs = {"main": (False, False)}
         if ablations:
             runs |= {"no_tools": (True, False), "no_traj_mask": (False, True)}

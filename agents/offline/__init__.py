@@ -3,8 +3,12 @@
 `build_offline_agents()` is the entry point the pipeline uses. Options (all optional):
   related_rate  share of items made from related photo pairs when the pool has any (0.12)
   max_images    largest image set the pairer makes, 3 or 4 (4)
-  kinds         edit kinds the pairer may use (all of `EDIT_KINDS`)
+  kinds         edit kinds the pairer may use (default: all of `EDIT_KINDS`); the opt-in kind
+                "fine_texture" (`OPT_IN_KINDS`) makes zoom-only texture sets, e.g. kinds=["fine_texture"]
   tau, min_px   pixel-difference threshold (0-255) and the fewest changed pixels that count
+  image_side    side of fine_texture images, an even multiple of the thumbnail side (default: from the photo)
+  thumbnail_side  the size "not fine-grained" is judged at by the critic and the pairer (default: the
+                pipeline's, 64); e.g. 16 for the tiny RL policy's overview
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from agents.base import AgentSet
 from agents.offline.critic import OfflineCritic
-from agents.offline.edits import EDIT_KINDS
+from agents.offline.edits import EDIT_KINDS, OPT_IN_KINDS
 from agents.offline.pairer import OfflinePairer
 from agents.offline.pixel_solver import MIN_PX, TAU
 from agents.offline.reasons import REASON_CODES
@@ -24,7 +28,7 @@ from schemas.errors import ConfigError
 PROMPT_VERSION = "offline-v1"
 """Recorded in provenance; bump when a change alters what the offline agents produce."""
 
-_KNOWN = {"related_rate", "max_images", "kinds", "tau", "min_px"}
+_KNOWN = {"related_rate", "max_images", "kinds", "tau", "min_px", "image_side", "thumbnail_side"}
 
 
 def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
@@ -34,19 +38,33 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
     if unknown:
         raise ConfigError(f"unknown offline agent option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
     kinds = tuple(opts.get("kinds", EDIT_KINDS))
-    bad = [k for k in kinds if k not in EDIT_KINDS]
+    known_kinds = EDIT_KINDS + OPT_IN_KINDS
+    bad = [k for k in kinds if k not in known_kinds]
     if bad or not kinds:
-        raise ConfigError(f"offline option 'kinds' must be a non-empty subset of {', '.join(EDIT_KINDS)}; got {kinds}")
+        raise ConfigError(f"offline option 'kinds' must be a non-empty subset of {', '.join(known_kinds)}; got {kinds}")
     tau, min_px = int(opts.get("tau", TAU)), int(opts.get("min_px", MIN_PX))
+    image_side = int(opts["image_side"]) if opts.get("image_side") else None
+    thumb = int(opts["thumbnail_side"]) if opts.get("thumbnail_side") else None
+    if thumb is not None and thumb < 4:
+        raise ConfigError(f"offline option 'thumbnail_side' must be at least 4 px; got {thumb}")
+    if image_side is not None:
+        t = thumb or 64
+        if image_side % t or (image_side // t) % 2 or t % 2:
+            raise ConfigError(
+                f"offline option 'image_side' ({image_side}) must be an even multiple of thumbnail_side ({t}),"
+                " so that fine_texture checkerboards average out exactly"
+            )
     return AgentSet(
         pairer=OfflinePairer(
             related_rate=float(opts.get("related_rate", 0.12)),
             max_images=int(opts.get("max_images", 4)),
             kinds=kinds,
+            image_side=image_side,
+            thumbnail_side=thumb,
         ),
         writer=OfflineWriter(),
         verifier=OfflineVerifier(tau=tau, min_px=min_px),
-        critic=OfflineCritic(tau=tau, min_px=min_px),
+        critic=OfflineCritic(tau=tau, min_px=min_px, thumbnail_side=thumb),
         backend="offline",
         model="",
         prompt_version=PROMPT_VERSION,
@@ -55,6 +73,7 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
 
 __all__ = [
     "EDIT_KINDS",
+    "OPT_IN_KINDS",
     "PROMPT_VERSION",
     "REASON_CODES",
     "OfflineCritic",

@@ -5,8 +5,8 @@ Checks, in order (the first reject wins; revise reasons are collected and return
 2. too few pixels changed to be sure (weak_evidence) -> reject
 3. two options nearly equally supported (ambiguous) -> revise when a distractor is to blame and
    the writer can swap it, else reject
-4. the same pixel method answers correctly on `ctx.thumbnail_side`-px thumbnails: the sample is
-   not fine-grained (thumbnail_solvable) -> reject
+4. the same pixel method answers correctly on `ctx.thumbnail_side`-px thumbnails (or the critic's
+   own `thumbnail_side` when set): the sample is not fine-grained (thumbnail_solvable) -> reject
 5. the same images, task, answer and place were already accepted (near_duplicate) -> reject
 6. text-only shortcuts: the answer option's length stands out (option_length_bias), or its letter
    is over-represented among accepted samples (answer_position_bias) -> revise
@@ -74,8 +74,11 @@ def _verdict(verdict: str, items: list[tuple[str, str]]) -> CriticVerdict:
 class OfflineCritic:
     """Critic agent: pixel re-checks at full and thumbnail resolution, text-only bias checks, dedup."""
 
-    def __init__(self, tau: int = TAU, min_px: int = MIN_PX, thumb_min_px: int = THUMB_MIN_PX) -> None:
+    def __init__(
+        self, tau: int = TAU, min_px: int = MIN_PX, thumb_min_px: int = THUMB_MIN_PX, thumbnail_side: int | None = None
+    ) -> None:
         self.tau, self.min_px, self.thumb_min_px = tau, min_px, thumb_min_px
+        self.thumbnail_side = thumbnail_side  # overrides ctx.thumbnail_side, e.g. a small policy's overview size
         self._lock = threading.Lock()
         self._letters: Counter[tuple[int, int]] = Counter()  # (n options, answer index) of accepted samples
         self._accepted: Counter[int] = Counter()  # n options -> accepted samples
@@ -101,9 +104,10 @@ class OfflineCritic:
             return _verdict("reject", [("weak_evidence", f"only {full.strength} pixels differ")])
         if full.margin < AMBIGUOUS_MARGIN:
             return self._ambiguous(draft, full)
-        thumb = measure(images, draft, side=ctx.thumbnail_side, tau=self.tau, min_px=self.thumb_min_px, relaxed=True)
+        side = self.thumbnail_side or ctx.thumbnail_side
+        thumb = measure(images, draft, side=side, tau=self.tau, min_px=self.thumb_min_px, relaxed=True)
         if thumb.answer == answer and thumb.margin >= THUMB_MARGIN:
-            text = f"answerable at {ctx.thumbnail_side} px ({thumb.notes}): not fine-grained"
+            text = f"answerable at {side} px ({thumb.notes}): not fine-grained"
             return _verdict("reject", [("thumbnail_solvable", text)])
         key = duplicate_key(images, draft, full)
         if ctx.registry.seen(key):

@@ -20,6 +20,7 @@ from agents.offline.colours import COLOUR_NAMES, PALETTE, fraction_matching
 from agents.offline.pixels import bbox_of, diff_map
 
 EDIT_KINDS = ("recolor", "paste_shape", "paste_patch", "remove", "move")
+OPT_IN_KINDS = ("fine_texture",)  # made only when asked for (`kinds`): a framed cell, not a photo detail
 COLOUR_KINDS = ("recolor", "paste_shape")  # edits whose changed detail has a nameable colour
 SHAPES = ("ring", "cross", "line", "dot", "square")
 
@@ -220,6 +221,37 @@ def move(img: np.ndarray, rng: random.Random, scale: float, within: Rect, tries:
     fx, fy = ux - 1 + sx, uy - 1 + sy
     record = {"size_px": s, "from_px": [fx, fy], "to_px": [fx + dx, fy + dy]}
     return _finish("move", img, variant, (ux, uy, ux + bw, uy + bh), record)
+
+
+TEXTURE_GRID = 2  # fine_texture: the framed square fills one cell of a 2x2 grid (the tiny policy's zoom cells)
+FRAME_RGB = (255, 220, 0)
+CHECKER_DARK, CHECKER_LIGHT = 60, 200  # flat cells hold their exact mean, 130
+
+
+def texture_cell(img: np.ndarray, cell: int, block: int, checker: bool) -> tuple[np.ndarray, Rect]:
+    """A copy of square `img` with a yellow-framed cell filled with a checkerboard or with its flat mean.
+
+    `block` is the side of one thumbnail pixel in image pixels (image side / thumbnail side, even).
+    The frame is one block wide and the checkerboard's squares are half a block, in phase with the
+    block grid, so a box-filter downscale to the thumbnail averages every block to exactly the mean:
+    checkerboard and flat cells give identical thumbnails, and only a zoom shows which is which.
+    Returns the copy and the pixel box of the filled inside.
+    """
+    side = img.shape[0]
+    cs = side // TEXTURE_GRID
+    row, col = divmod(cell, TEXTURE_GRID)
+    y0, x0 = row * cs, col * cs
+    out = img.copy()
+    out[y0 : y0 + cs, x0 : x0 + cs] = FRAME_RGB
+    y1, x1, y2, x2 = y0 + block, x0 + block, y0 + cs - block, x0 + cs - block
+    if checker:
+        yy, xx = np.mgrid[y1:y2, x1:x2]
+        sq = block // 2
+        dark = ((yy // sq + xx // sq) % 2).astype(bool)  # global phase: aligned with the block grid
+        out[y1:y2, x1:x2] = np.where(dark[..., None], CHECKER_DARK, CHECKER_LIGHT).astype(np.uint8)
+    else:
+        out[y1:y2, x1:x2] = (CHECKER_DARK + CHECKER_LIGHT) // 2
+    return out, (x1, y1, x2, y2)
 
 
 def make_edit(kind: str, img: np.ndarray, rng: random.Random, scale: float, within: Rect) -> Edit | None:

@@ -6,6 +6,11 @@ variant so that the set supports the task it aims at: one variant among copies (
 odd one out), a pair (where, attribute), k variants of n (count). With related photo pairs from
 the hash index it makes "which shot is unedited" sets. Everything is decided by the work item's
 seed, and the ground truth goes into `ImageSet.construction`.
+
+The opt-in kind "fine_texture" makes a different set: a square crop of a photo (resized to
+`image_side`) with a yellow-framed grid cell, the checkerboard inside it in one image and its flat
+mean in the others, aligned so that the `thumbnail_side`-px thumbnails of all images are identical
+(a task for training a policy to zoom; see `edits.texture_cell`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,17 @@ from PIL import Image
 
 from agents.base import AgentContext, ImageRef, ImageSet, WorkItem
 from agents.image_cache import store_image
-from agents.offline.edits import COLOUR_KINDS, EDIT_KINDS, Edit, Rect, make_edit, paste_shape, recolor
+from agents.offline.edits import (
+    COLOUR_KINDS,
+    EDIT_KINDS,
+    TEXTURE_GRID,
+    Edit,
+    Rect,
+    make_edit,
+    paste_shape,
+    recolor,
+    texture_cell,
+)
 from agents.offline.pixel_solver import TAU
 from agents.offline.pixels import diff_map, normalised_box, pixels, remember
 from agents.offline.regions import Region
@@ -71,10 +86,19 @@ def _cell_area(h: int, w: int, cell: Region) -> Rect:
 class OfflinePairer:
     """Pairer agent over `ctx.pool`: procedural edits of real photos, ground truth by construction."""
 
-    def __init__(self, related_rate: float = 0.12, max_images: int = 4, kinds: tuple[str, ...] = EDIT_KINDS) -> None:
+    def __init__(
+        self,
+        related_rate: float = 0.12,
+        max_images: int = 4,
+        kinds: tuple[str, ...] = EDIT_KINDS,
+        image_side: int | None = None,
+        thumbnail_side: int | None = None,
+    ) -> None:
         self.related_rate = related_rate
         self.max_images = max_images
         self.kinds = kinds
+        self.image_side = image_side  # fine_texture sets: side of their square images (None: from the photo)
+        self.thumbnail_side = thumbnail_side  # overrides ctx.thumbnail_side (the size "fine" is judged at)
 
     async def pair(self, item: WorkItem, ctx: AgentContext) -> tuple[ImageSet, TokenUsage]:
         """Make the image set of `item` (deterministic from `item.seed`)."""
@@ -86,6 +110,8 @@ class OfflinePairer:
         if not photos:
             raise ValueError("the photo pool is empty: no usable images to pair")
         rng = random.Random(item.seed)
+        if "fine_texture" in self.kinds and rng.random() < 1 / len(self.kinds):  # never drawn by default kinds
+            return self._fine_texture(rng, ctx, rng.randrange(len(photos)))
         if ctx.pool.related and rng.random() < self.related_rate:
             return self._related(rng, ctx)
         colour_kinds = any(k in COLOUR_KINDS for k in self.kinds)
@@ -128,7 +154,7 @@ class OfflinePairer:
         original = ctx.pool.photos[index]
         img = pixels(original)
         h, w = img.shape[:2]
-        scale = max(1.0, max(h, w) / ctx.thumbnail_side)
+        scale = max(1.0, max(h, w) / (self.thumbnail_side or ctx.thumbnail_side))
         n, marked = _layout(task, rng, self.max_images)
         cell = None
         if task == TaskType.WHERE_DIFFERS:
@@ -136,7 +162,7 @@ class OfflinePairer:
             within = _cell_area(h, w, cell)
         else:
             within = _area(h, w, EDGE_MARGIN)
-        kinds = tuple(k for k in self.kinds if k in COLOUR_KINDS) if task in _COLOUR_TASKS else self.kinds
+        kinds = tuple(k for k in self.kinds if k in (COLOUR_KINDS if task in _COLOUR_TASKS else EDIT_KINDS))
         edit = self._edit(rng, img, kinds, scale, within)
         variant = self._store(ctx, original, edit)
         construction: dict[str, Any] = {
@@ -157,13 +183,68 @@ class OfflinePairer:
         images = [variant if i in marked else original for i in range(n)]
         return ImageSet(images=images, domain=original.domain, kind="edit", construction=construction)
 
+    def _texture_geometry(self, ctx: AgentContext, short_side: int) -> tuple[int, int]:
+        """(image side, block): block = image side / thumbnail side, even, so checkerboards average out."""
+        thumb = self.thumbnail_side or ctx.thumbnail_side
+        if self.image_side:
+            side, block = self.image_side, self.image_side // thumb
+            if block * thumb != side or block < 2 or block % 2 or thumb % TEXTURE_GRID:
+                raise ValueError(
+                    f"fine_texture: image_side {side} must be an even multiple (>= 2) of thumbnail_side {thumb}"
+                )
+            return side, block
+        block = (short_side // thumb) // 2 * 2
+        if block < 2:
+            raise ValueError(f"fine_texture: the photo ({short_side} px) is under twice the thumbnail side {thumb}")
+        return block * thumb, block
+
+    def _fine_texture(self, rng: random.Random, ctx: AgentContext, index: int) -> ImageSet:
+        """Copies of a square photo crop with a framed cell: checkerboard in one, its flat mean in the rest."""
+        original = ctx.pool.photos[index]
+        img = pixels(original)
+        h, w = img.shape[:2]
+        short = min(h, w)
+        side, block = self._texture_geometry(ctx, short)
+        crop = rng.randint(min(short, max(side, short // 3)), short)
+        y, x = rng.randint(0, h - crop), rng.randint(0, w - crop)
+        base = Image.fromarray(np.ascontiguousarray(img[y : y + crop, x : x + crop]))
+        base_arr = np.asarray(base.resize((side, side), Image.Resampling.BILINEAR) if crop != side else base)
+        cell = rng.randrange(TEXTURE_GRID * TEXTURE_GRID)
+        n, marked = _layout(TaskType.WHICH_DIFFERS, rng, self.max_images)
+        flat, box = texture_cell(base_arr, cell, block, checker=False)
+        checker, _ = texture_cell(base_arr, cell, block, checker=True)
+        refs = {}
+        for name, arr in (("fine_texture_flat", flat), ("fine_texture", checker)):
+            edit = Edit(name, arr, box, 0)
+            refs[name] = self._store(ctx, original, edit)
+        x1, y1, x2, y2 = box
+        construction: dict[str, Any] = {
+            "version": 1,
+            "task": TaskType.WHICH_DIFFERS.value,
+            "edit_kind": "fine_texture",
+            "photo_index": index,
+            "source": original.source,
+            "n_images": n,
+            "marked": marked,
+            "bbox": list(normalised_box(box, side, side)),
+            "box_px": list(box),
+            "changed_px": (x2 - x1) * (y2 - y1),
+            "scale": float(block),
+            "cell": cell,
+            "grid": TEXTURE_GRID,
+            "image_side": side,
+            "crop_px": [x, y, crop],
+        }
+        images = [refs["fine_texture"] if i in marked else refs["fine_texture_flat"] for i in range(n)]
+        return ImageSet(images=images, domain=original.domain, kind="edit", construction=construction)
+
     def _related(self, rng: random.Random, ctx: AgentContext) -> ImageSet:
         i, j, dist = rng.choice(ctx.pool.related)
         ref_i, cand_i = (i, j) if rng.random() < 0.5 else (j, i)
         ref, cand = ctx.pool.photos[ref_i], ctx.pool.photos[cand_i]
         img = pixels(cand)
         h, w = img.shape[:2]
-        scale = max(1.0, max(h, w) / ctx.thumbnail_side)
+        scale = max(1.0, max(h, w) / (self.thumbnail_side or ctx.thumbnail_side))
         within = _area(h, w, RELATED_EDGE)
         make = paste_shape if rng.random() < 0.6 else recolor
         edit = make(img, rng, scale, within)

@@ -29,6 +29,12 @@ TEMPLATES: dict[str, list[str]] = {
         "All images but one are exact copies of image 1; one has a small local change. Which image has the change?",
         "Compare every other image with image 1 at full resolution. Which one is not identical to image 1?",
     ],
+    "which_texture": [
+        "Image 1 is the reference. Every image has a yellow-framed square at the same place; in exactly one of the "
+        "other images the square is filled with a fine checkerboard instead of plain grey. Which image is it?",
+        "Each image shows a framed square in the same place. In image 1 it is plain grey; in exactly one other "
+        "image it holds a fine checkerboard. Which image has the checkerboard?",
+    ],
     "odd_one_out": [
         "All but one of these images are identical. Which image is the odd one out?",
         "One image differs from all the others in a small detail. Which one is it?",
@@ -115,7 +121,8 @@ def compatible_tasks(t: Truth) -> list[TaskType]:
         out.append(TaskType.WHICH_DIFFERS)
     if t.n >= 3 and k in (1, t.n - 1):
         out.append(TaskType.ODD_ONE_OUT)
-    if region_containing(t.bbox, 3) or region_containing(t.bbox, 2):
+    # fine_texture: the framed square shows where at any size, so "where" would not be fine-grained
+    if t.edit != "fine_texture" and (region_containing(t.bbox, 3) or region_containing(t.bbox, 2)):
         out.append(TaskType.WHERE_DIFFERS)
     if t.colour and t.n >= 3 and 1 <= k <= t.n - 1:
         out.append(TaskType.COUNT_ACROSS)
@@ -158,6 +165,8 @@ def _describe(t: Truth) -> str:
         return "a small detail was erased"
     if t.edit == "move":
         return "a small detail was shifted"
+    if t.edit == "fine_texture":
+        return "the framed square holds a fine checkerboard instead of plain grey"
     return "a small detail changed"
 
 
@@ -205,7 +214,8 @@ def _body(t: Truth, plan: Plan, seed: int) -> _Body:
         target = next(i for i in range(1, t.n) if (i in t.marked) != first_marked)
         others = [f"Image {i + 1}" for i in range(1, t.n) if i != target]
         why = f"Image {target + 1} differs from image 1: {_describe(t)} {where}; the other images are exact copies."
-        return _Body(tpl("which_differs"), f"Image {target + 1}", others, why, [Box(image_index=target, bbox=bbox)])
+        q = tpl("which_texture" if t.edit == "fine_texture" else "which_differs")
+        return _Body(q, f"Image {target + 1}", others, why, [Box(image_index=target, bbox=bbox)])
     if task == TaskType.ODD_ONE_OUT:
         odd = t.marked[0] if len(t.marked) == 1 else t.unmarked[0]
         others = [f"Image {i + 1}" for i in range(t.n) if i != odd]
@@ -277,7 +287,12 @@ def _arrange(answer: str, distractors: list[str], plan: Plan, seed: int) -> list
 def render(t: Truth, plan: Plan, seed: int) -> Draft:
     """The draft a plan describes."""
     body = _body(t, plan, seed)
-    options = _arrange(body.answer, body.distractors, plan, seed)
+    if t.edit == "fine_texture":
+        # options name images: listed in image order, so letter and image agree in every sample (a small
+        # policy cannot read an option order); the answer's position stays uniform with the target image
+        options = sorted([body.answer, *body.distractors], key=lambda o: (len(o), o))
+    else:
+        options = _arrange(body.answer, body.distractors, plan, seed)
     return Draft(
         question=body.question,
         options=options,

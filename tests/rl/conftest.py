@@ -29,3 +29,22 @@ def hand_traj(mask: list[float], group: int = 0, **flags) -> Trajectory:
         valid_letters="AB",
         **flags,
     )
+
+
+@pytest.fixture(scope="session")
+def pipeline_demo_store(tmp_path_factory):
+    """The demo task as `mifg generate -o kinds=["fine_texture"]` + `mifg export --format hf` make it (~15 s).
+
+    360 work items, split train/test by source photo (~290/70).
+    """
+    from rl.demo_pipeline import make_demo_data
+
+    return make_demo_data(tmp_path_factory.mktemp("pipeline-demo"), n=360, test_fraction=0.2, workers=1)
+
+
+@pytest.fixture(scope="session")
+def pipeline_demo_samples(pipeline_demo_store):
+    """The pipeline-made demo store's training samples."""
+    from rl.data import load_splits
+
+    return load_splits(pipeline_demo_store)[0]["train"]

@@ -39,6 +39,15 @@ def test_tags_named_like_splits_are_splits(demo_store):
     assert len(train) == 48 and len(held) == 16
 
 
+def test_the_pipeline_made_demo_task_reads_as_split_by_source(pipeline_demo_store):
+    splits, report = load_splits(pipeline_demo_store)
+    assert report.layout == "hf export" and set(splits) == {"train", "test"}
+    assert len(splits["train"]) > 200 and len(splits["test"]) > 30
+    assert not {s.sources[0] for s in splits["train"]} & {s.sources[0] for s in splits["test"]}
+    for s in splits["train"][:20]:
+        assert s.task_type.value == "which_differs" and len(s.images) == 3 and s.options == ["Image 2", "Image 3"]
+
+
 def test_hf_and_verl_export_layouts(tmp_path):
     from pipeline.export.hf_format import hf_row, hf_schema
     from pipeline.export.verl_format import verl_row, verl_schema

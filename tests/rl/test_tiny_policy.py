@@ -63,3 +63,20 @@ def test_truncation_flag_when_the_sequence_is_full():
     assert any(t.truncated for t in trajs)
     assert all(len(t) <= 5 for t in trajs)  # never longer than the model's positions
     pol.token_logprobs(trajs)
+
+
+def test_pipeline_made_task_is_invisible_in_the_overview_but_visible_in_the_crop(pipeline_demo_samples):
+    """On the fine_texture task `mifg generate` makes, the 16 px overviews of all images are identical."""
+    from rl.tools import visual_confirmation
+
+    pol = TinyPolicy(TinyConfig())
+    for s in pipeline_demo_samples[:20]:
+        imgs = decode_images(s)
+        views = [pol._encode_image(im) for im in imgs]
+        assert all(torch.equal(views[0], v) for v in views[1:])  # the downscaled views are pixel-identical
+        assert len({im.tobytes() for im in imgs}) == 2  # yet the full images differ
+        target = s.evidence[0].image_index + 1
+        other = 5 - target  # images 2 and 3 are the candidates
+        box = list(s.evidence[0].bbox)
+        crops = [pol._encode_image(visual_confirmation(imgs, k, box, zoom_size=48).images[0]) for k in (target, other)]
+        assert (crops[0] - crops[1]).abs().max() > 0.25  # checker 60/200 vs flat 130, at 1 px per square
