@@ -129,10 +129,10 @@ def build_graph(agents: AgentSet, max_revisions: int):
             update["revisions"] = state["revisions"] + 1
         return update
 
-    def accept(state: GenState) -> dict[str, Any]:
+    async def accept(state: GenState) -> dict[str, Any]:
         return {"outcome": "accepted", "reasons": []}
 
-    def reject(state: GenState) -> dict[str, Any]:
+    async def reject(state: GenState) -> dict[str, Any]:
         verdict, critic = state.get("verdict"), state.get("critic")
         if verdict is not None and not verdict.agrees:
             reasons = ["verifier_disagrees"]
@@ -142,21 +142,21 @@ def build_graph(agents: AgentSet, max_revisions: int):
             reasons = list(critic.reasons) if critic is not None and critic.reasons else ["critic_rejected"]
         return {"outcome": "rejected", "reasons": reasons}
 
-    def fail(state: GenState) -> dict[str, Any]:
+    async def fail(state: GenState) -> dict[str, Any]:
         return {"outcome": "failed"}
 
     def ok_or_fail(next_node: str):
-        def route(state: GenState) -> str:
+        async def route(state: GenState) -> str:
             return "fail" if state.get("failure") else next_node
 
         return route
 
-    def after_verify(state: GenState) -> str:
+    async def after_verify(state: GenState) -> str:
         if state.get("failure"):
             return "fail"
         return "critique" if state["verdict"].agrees else "reject"
 
-    def after_critique(state: GenState) -> str:
+    async def after_critique(state: GenState) -> str:
         if state.get("failure"):
             return "fail"
         critic = state["critic"]
@@ -166,6 +166,8 @@ def build_graph(agents: AgentSet, max_revisions: int):
             return "write"  # `critique` granted this revision (it bumps `revisions` only while < K)
         return "reject"
 
+    # Every node and router is a coroutine function: LangGraph runs a plain function in a thread pool
+    # (one thread hop each, five per sample), which costs more than these few lines themselves.
     g = StateGraph(GenState, context_schema=AgentContext)
     g.add_node("pair", pair)
     g.add_node("write", write)

@@ -44,6 +44,7 @@ from pipeline.photo_pool import PoolReport, SkippedInput, build_pool
 from pipeline.run_config import RunConfig, check_or_write_run_json, item_seed
 from pipeline.shard_store import ShardInfo, ShardWriter
 from schemas import CriticVerdict, ImageMeta, Provenance, Sample, SampleImage, Status, table_to_samples
+from schemas.arrow import sample_arrow_schema
 from schemas.errors import ConfigError, InputError
 
 
@@ -310,6 +311,8 @@ class _Run:
         self.store = ItemStore(cfg.state_path)
         self.acc_writer = ShardWriter(cfg.out, cfg.tag)
         self.rej_writer = ShardWriter(cfg.rejected_dir, cfg.tag)
+        # Built (and `datasets` imported, seconds) now: on the first flush it would stall the event loop.
+        sample_arrow_schema()
         self._reconcile()
         if cfg.retry_failed:
             self.store.delete(i for i, (outcome, _) in self.store.done().items() if outcome == "failed")
