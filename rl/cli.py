@@ -118,17 +118,17 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(None, "--steps", help="Steps per run (default: rl/demo_train.toml)."),
         ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Also run the two ablations."),
         plot: str = typer.Option(None, "--plot", help="Curves PNG (default OUT/rl_curves.png)."),
-        n_train: int = typer.Option(800, "--train", help="Demo training samples."),
-        n_test: int = typer.Option(200, "--test", help="Demo test samples."),
+        n_train: int = typer.Option(800, "--train", help="Demo training samples (pipeline: sets the test fraction)."),
+        n_test: int = typer.Option(200, "--test", help="Demo test samples (pipeline: sets the test fraction)."),
         data_source: str = typer.Option(
-            "procedural",
+            "pipeline",
             "--data-source",
-            help='procedural (rl/demo_data.py) or pipeline (`mifg generate -o kinds=["fine_texture"]` + export;'
-            " experimental: the tiny policy does not learn it yet).",
+            help='pipeline (`mifg generate -o kinds=["fine_texture"]` + `mifg export --format hf`) or procedural'
+            " (rl/demo_data.py, no generation pipeline).",
         ),
         n_items: int = typer.Option(1000, "-n", help="pipeline: work items `mifg generate` runs."),
     ) -> None:
-        """CPU demo: make the checkerboard task, train the tiny policy, run the ablations, plot curves."""
+        """CPU demo: generate the checkerboard task, train the tiny policy, run the ablations, plot curves."""
         from rl.plot import plot_runs
 
         root = Path(out)

@@ -1,21 +1,22 @@
 """The CPU demo's data, made by the real generation pipeline: `mifg generate` + `mifg export`.
 
 The offline agents' opt-in "fine_texture" kind (agents/offline/edits.py `texture_cell`) makes sets
-of three 96 px copies of a photo crop with a yellow-framed cell of a 2x2 grid: image 1 and one
-other hold flat grey there, the remaining one a 3 px checkerboard of exactly that mean. The writer
-asks which image has the checkerboard (which_differs, chance 1/2), the verifier re-derives the
-answer by differencing the pixels, and the critic rejects any sample whose 16 px thumbnails (the
-tiny policy's overview) still answer it. Box-filtered to 16 px all three images are identical, so
+of two 96 px copies of a photo crop with a yellow-framed cell of a 2x2 grid: one image (either)
+holds a 3 px checkerboard there, the other flat grey of exactly its mean. The writer asks which
+image has the checkerboard (options "Image 1"/"Image 2" in image order, chance 1/2); the verifier
+re-derives the answer from the pixels (differencing finds the cell, the mean absolute Laplacian
+inside it tells which image is textured) and the critic rejects any sample whose 16 px thumbnails
+(the tiny policy's overview) still answer it. Box-filtered to 16 px both images are identical, so
 only a visual_confirmation zoom into the framed cell shows the answer.
 
 The candidates are exported with `--include-unverified` (the pipeline's verifier and critic are
 this task's check; there is no human review in a demo) in the hf layout, split train/test by
-source photo, which is what `mifg train` reads.
+source photo, which is what `mifg train` reads. This is `mifg train-demo`'s default data.
 
-Status: `mifg train-demo --data-source pipeline` runs end to end, but with rl/demo_train.toml the
-tiny policy does not learn this 3-image variant in 150 steps (test accuracy 0.473, its crops hit
-the framed cell 22% of the time, i.e. no better than a random cell), while it learns the 2-image
-procedural task (rl/demo_data.py) to 1.000; the default demo therefore still uses the latter.
+History: a first variant used three images (image 1 always the flat reference, options "Image 2"/
+"Image 3"); the tiny policy stayed at chance on it (0.473 after 150 steps, crops on the framed cell
+22% of the time). Its answer head ties letter k to image k (a 16 px policy cannot read option
+texts), so with two images in image order it learns the task like the procedural one (rl/demo_data.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from schemas.errors import MifgError
 
-DEMO_AGENT_OPTIONS = ('kinds=["fine_texture"]', "image_side=96", "thumbnail_side=16", "max_images=3")
+DEMO_AGENT_OPTIONS = ('kinds=["fine_texture"]', "image_side=96", "thumbnail_side=16")
 """`-o` options of `mifg generate` for the demo task (tiny policy: 16 px overview, 2x2 zoom cells)."""
 
 

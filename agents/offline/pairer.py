@@ -8,9 +8,9 @@ the hash index it makes "which shot is unedited" sets. Everything is decided by 
 seed, and the ground truth goes into `ImageSet.construction`.
 
 The opt-in kind "fine_texture" makes a different set: a square crop of a photo (resized to
-`image_side`) with a yellow-framed grid cell, the checkerboard inside it in one image and its flat
-mean in the others, aligned so that the `thumbnail_side`-px thumbnails of all images are identical
-(a task for training a policy to zoom; see `edits.texture_cell`).
+`image_side`) with a yellow-framed grid cell, two images, the checkerboard inside it in either one
+and its flat mean in the other, aligned so that the `thumbnail_side`-px thumbnails of both images
+are identical (a task for training a policy to zoom; see `edits.texture_cell`).
 """
 
 from __future__ import annotations
@@ -210,7 +210,8 @@ class OfflinePairer:
         base = Image.fromarray(np.ascontiguousarray(img[y : y + crop, x : x + crop]))
         base_arr = np.asarray(base.resize((side, side), Image.Resampling.BILINEAR) if crop != side else base)
         cell = rng.randrange(TEXTURE_GRID * TEXTURE_GRID)
-        n, marked = _layout(TaskType.WHICH_DIFFERS, rng, self.max_images)
+        # two images, the checkerboard in either: options "Image 1"/"Image 2" then map letter k to image k
+        n, marked = 2, [rng.randrange(2)]
         flat, box = texture_cell(base_arr, cell, block, checker=False)
         checker, _ = texture_cell(base_arr, cell, block, checker=True)
         refs = {}

@@ -124,8 +124,40 @@ def _box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     return None if b is None else normalised_box(b, mask.shape[1], mask.shape[0])
 
 
+def _texture_energy(arr: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Mean absolute 4-neighbour Laplacian of the grey levels inside `box` (x1, y1, x2, y2): fine texture."""
+    x1, y1, x2, y2 = box
+    g = arr[y1:y2, x1:x2].astype(np.float32).mean(axis=2)
+    if g.shape[0] < 3 or g.shape[1] < 3:
+        return 0.0
+    lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    return float(np.abs(lap).mean())
+
+
+def _which_textured(g: _Groups, draft: Draft) -> Solution:
+    """Which image holds the checkerboard: differencing finds the region, the Laplacian tells which image."""
+    n = len(draft.options)
+    targets = [option_image(o) for o in draft.options]
+    if None in targets or max(targets) >= len(g.arrays):
+        return _none(n, "an option names no image of the set")
+    m = g.cross_mask() if len(g.reps) >= 2 else None
+    if m is None or not m.any():
+        return _none(n, "no difference between the images")
+    box = bbox_of(m)
+    energy = [_texture_energy(g.arrays[t], box) for t in targets]
+    top = max(energy)
+    if top <= 0:
+        return _none(n, "no fine texture where the images differ")
+    scores = [e / top for e in energy]  # margin = 1 - runner-up / best
+    k = int(np.argmax(scores))
+    note = f"image {targets[k] + 1} has the finest texture where the images differ (Laplacian {energy[k]:.0f})"
+    return Solution(k, scores, int(m.sum()), _box(m), note)
+
+
 def _which_differs(g: _Groups, draft: Draft) -> Solution:
     n = len(draft.options)
+    if "checkerboard" in draft.question.lower():  # no reference image: the texture itself is measured
+        return _which_textured(g, draft)
     targets = [option_image(o) for o in draft.options]
     differs = [t is not None and t < len(g.arrays) and g.labels[t] != g.labels[0] for t in targets]
     if sum(differs) != 1:

@@ -30,10 +30,10 @@ TEMPLATES: dict[str, list[str]] = {
         "Compare every other image with image 1 at full resolution. Which one is not identical to image 1?",
     ],
     "which_texture": [
-        "Image 1 is the reference. Every image has a yellow-framed square at the same place; in exactly one of the "
-        "other images the square is filled with a fine checkerboard instead of plain grey. Which image is it?",
-        "Each image shows a framed square in the same place. In image 1 it is plain grey; in exactly one other "
-        "image it holds a fine checkerboard. Which image has the checkerboard?",
+        "Both images have a yellow-framed square at the same place; in exactly one of them the square is filled "
+        "with a fine checkerboard instead of plain grey. Which image is it?",
+        "Each image shows a framed square in the same place. In one image it is plain grey, in the other it holds "
+        "a fine checkerboard. Which image has the checkerboard?",
     ],
     "odd_one_out": [
         "All but one of these images are identical. Which image is the odd one out?",
@@ -113,6 +113,8 @@ def compatible_tasks(t: Truth) -> list[TaskType]:
     """Task types this image set supports, the pairer's intended one first."""
     if t.set_kind == "related":
         return [TaskType.SAME_SOURCE]
+    if t.edit == "fine_texture":  # which of the two images holds the checkerboard; "where" shows at any size
+        return [TaskType.WHICH_DIFFERS]
     out: list[TaskType] = []
     k = len(t.marked)
     first_marked = 0 in t.marked
@@ -121,8 +123,7 @@ def compatible_tasks(t: Truth) -> list[TaskType]:
         out.append(TaskType.WHICH_DIFFERS)
     if t.n >= 3 and k in (1, t.n - 1):
         out.append(TaskType.ODD_ONE_OUT)
-    # fine_texture: the framed square shows where at any size, so "where" would not be fine-grained
-    if t.edit != "fine_texture" and (region_containing(t.bbox, 3) or region_containing(t.bbox, 2)):
+    if region_containing(t.bbox, 3) or region_containing(t.bbox, 2):
         out.append(TaskType.WHERE_DIFFERS)
     if t.colour and t.n >= 3 and 1 <= k <= t.n - 1:
         out.append(TaskType.COUNT_ACROSS)
@@ -209,6 +210,11 @@ def _body(t: Truth, plan: Plan, seed: int) -> _Body:
         return options[plan.template % len(options)]
 
     where = _place_words(bbox)
+    if task == TaskType.WHICH_DIFFERS and t.edit == "fine_texture":
+        target = t.marked[0]
+        others = [f"Image {i + 1}" for i in range(t.n) if i != target]
+        why = f"Zoomed in, image {target + 1} shows that {_describe(t)} {where}; in the other it is plain grey."
+        return _Body(tpl("which_texture"), f"Image {target + 1}", others, why, [Box(image_index=target, bbox=bbox)])
     if task == TaskType.WHICH_DIFFERS:
         first_marked = 0 in t.marked
         target = next(i for i in range(1, t.n) if (i in t.marked) != first_marked)

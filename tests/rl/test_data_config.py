@@ -45,7 +45,7 @@ def test_the_pipeline_made_demo_task_reads_as_split_by_source(pipeline_demo_stor
     assert len(splits["train"]) > 200 and len(splits["test"]) > 30
     assert not {s.sources[0] for s in splits["train"]} & {s.sources[0] for s in splits["test"]}
     for s in splits["train"][:20]:
-        assert s.task_type.value == "which_differs" and len(s.images) == 3 and s.options == ["Image 2", "Image 3"]
+        assert s.task_type.value == "which_differs" and len(s.images) == 2 and s.options == ["Image 1", "Image 2"]
 
 
 def test_hf_and_verl_export_layouts(tmp_path):

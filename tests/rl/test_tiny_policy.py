@@ -76,7 +76,7 @@ def test_pipeline_made_task_is_invisible_in_the_overview_but_visible_in_the_crop
         assert all(torch.equal(views[0], v) for v in views[1:])  # the downscaled views are pixel-identical
         assert len({im.tobytes() for im in imgs}) == 2  # yet the full images differ
         target = s.evidence[0].image_index + 1
-        other = 5 - target  # images 2 and 3 are the candidates
+        other = 3 - target  # the other of the two images
         box = list(s.evidence[0].bbox)
         crops = [pol._encode_image(visual_confirmation(imgs, k, box, zoom_size=48).images[0]) for k in (target, other)]
         assert (crops[0] - crops[1]).abs().max() > 0.25  # checker 60/200 vs flat 130, at 1 px per square

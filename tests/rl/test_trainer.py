@@ -97,14 +97,19 @@ def test_cli_train_eval_and_plot(demo_store, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tiny_policy_learns_to_zoom(tmp_path):
-    """A short demo run: accuracy must rise well above chance (0.5) by calling visual_confirmation."""
-    from rl.demo_data import write_demo_data
-
-    store = write_demo_data(tmp_path / "data", n_train=256, n_test=64)
+def test_tiny_policy_learns_to_zoom(tmp_path, pipeline_demo_store):
+    """A short run on the pipeline-made demo task: accuracy must rise well above chance (0.5) by zooming."""
     cfg = load_config(
         "rl/demo_train.toml",
-        [{"data": str(store), "out": str(tmp_path / "run"), "steps": 100, "eval_every": 0, "tensorboard": False}],
+        [
+            {
+                "data": str(pipeline_demo_store),
+                "out": str(tmp_path / "run"),
+                "steps": 100,
+                "eval_every": 0,
+                "tensorboard": False,
+            }
+        ],
     )
     final = Trainer(cfg, verbose=False).run()
     assert final["accuracy"] >= 0.85, final
@@ -113,14 +118,17 @@ def test_tiny_policy_learns_to_zoom(tmp_path):
 
 
 @pytest.mark.slow
-def test_without_tools_accuracy_stays_at_chance(tmp_path):
-    from rl.demo_data import write_demo_data
-
-    store = write_demo_data(tmp_path / "data", n_train=128, n_test=64)
+def test_without_tools_accuracy_stays_at_chance(tmp_path, pipeline_demo_store):
     cfg = load_config(
         "rl/demo_train.toml",
         [
-            {"data": str(store), "out": str(tmp_path / "run"), "steps": 25, "eval_every": 0, "tensorboard": False},
+            {
+                "data": str(pipeline_demo_store),
+                "out": str(tmp_path / "run"),
+                "steps": 25,
+                "eval_every": 0,
+                "tensorboard": False,
+            },
             {"env": {"tools": []}},
         ],
     )
