@@ -102,9 +102,15 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(0, "--limit", help="Evaluate only the first N samples."),
         no_tools: bool = typer.Option(False, "--no-tools", help="Evaluate with tools disabled."),
         split: str = typer.Option("test", "--split", help="Split to use when DATA has several."),
+        attention: int = typer.Option(
+            0,
+            "--attention",
+            help="hf policy: also report the attention share of new tokens on image / text / generated tokens "
+            "per turn (the paper's analysis) over the first N evaluated trajectories (eager attention; slow).",
+        ),
     ) -> None:
         """Evaluate a checkpoint: accuracy overall / per task type / per domain, tool-call rates, turns."""
-        report = run_eval(data, checkpoint, policy, model_path, limit, no_tools, split)
+        report = run_eval(data, checkpoint, policy, model_path, limit, no_tools, split, attention)
         print_report(report)
         if out:
             from pipeline.shard_store import atomic_write_json
@@ -201,8 +207,9 @@ def run_eval(
     limit: int = 0,
     no_tools: bool = False,
     split: str = "test",
+    attention: int = 0,
 ) -> dict:
-    """Load a checkpoint and evaluate it on DATA; returns the report dict."""
+    """Load a checkpoint and evaluate it on DATA; returns the report dict (+ attention shares if asked)."""
     import torch
 
     from rl.config import config_from_dict
@@ -229,7 +236,13 @@ def run_eval(
     splits, _ = load_splits(data, cfg.allow_unverified)
     samples = splits.get(split) or [s for v in splits.values() for s in v]
     samples = samples[:limit] if limit else samples
-    report = evaluate(pol, samples, cfg.env, cfg.generation)
+    if attention and cfg.policy.kind != "hf":
+        raise ConfigError("--attention needs --policy hf (the tiny policy has no attention over tokens)")
+    report, trajs = evaluate(pol, samples, cfg.env, cfg.generation, return_trajectories=True)
+    if attention:
+        from rl.policies.hf_qwen import attention_summary
+
+        report["attention"] = attention_summary(pol, trajs[:attention])
     report["checkpoint"], report["step"], report["data"] = str(path), state["step"], data
     return report
 
@@ -237,6 +250,12 @@ def run_eval(
 def print_report(r: dict) -> None:
     """Human-readable evaluation summary."""
     print(f"accuracy {r['accuracy']:.3f} on {r['n']} samples (checkpoint step {r.get('step', '?')})")
+    if "attention" in r:
+        for row in r["attention"]["per_turn"]:
+            print(
+                f"  attention turn {row['turn']} (n={row['n']}): image {row['image']:.3f}, text {row['text']:.3f},"
+                f" generated {row['generated']:.3f}"
+            )
     for key in ("per_task_type", "per_domain"):
         for name, v in r[key].items():
             print(f"  {key[4:]:10s} {name:18s} {v['accuracy']:.3f}  (n={v['n']})")

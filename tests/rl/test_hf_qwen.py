@@ -6,6 +6,8 @@ texts through the real `generate` path (a logits processor), which records their
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -314,3 +316,19 @@ def test_trainer_step_save_resume_and_eval_with_hf_policy(model_dir, tmp_path) -
     resumed.policy.turn_script = scripted({0: [format_answer("A")]})
     ev = resumed.evaluate()
     assert ev["n"] == 1 and ev["accuracy"] == 1.0
+
+    # `mifg eval --attention N` reloads the checkpoint and reports the paper's per-turn attention shares.
+    from pipeline.cli import main
+    from pipeline.shard_store import ShardWriter
+    from schemas import Status
+
+    data = tmp_path / "verified"
+    ShardWriter(data, "test").write([s.model_copy(update={"status": Status.ACCEPTED}) for s in samples])
+    report_path = tmp_path / "eval.json"
+    ckpt = tmp_path / "run" / "ckpt"
+    assert main(["eval", str(data), "--checkpoint", str(ckpt), "--attention", "2", "--out", str(report_path)]) == 0
+    attention = json.loads(report_path.read_text())["attention"]
+    assert attention["per_turn"] and attention["first_turn"]["n"] >= 1
+    for row in attention["per_turn"]:
+        assert row["image"] + row["text"] + row["generated"] == pytest.approx(1.0, abs=1e-4)
+        assert row["image"] > 0
