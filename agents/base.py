@@ -86,6 +86,21 @@ class DuplicateRegistry(Protocol):
         ...
 
 
+class SetRegistry:
+    """A DuplicateRegistry over an in-memory set (one process; the pipeline's RunRegistry persists)."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def seen(self, key: str) -> bool:
+        """Whether `key` was already recorded."""
+        return key in self.keys
+
+    def add(self, key: str) -> None:
+        """Record `key`."""
+        self.keys.add(key)
+
+
 @dataclass
 class AgentContext:
     """Everything an agent may use besides its inputs: where to cache images, the pool, limits."""

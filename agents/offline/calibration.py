@@ -19,7 +19,7 @@ from pathlib import Path
 import imagehash
 from PIL import Image
 
-from agents.base import AgentContext, AgentSet, ImageRef, PhotoPool, WorkItem
+from agents.base import AgentContext, AgentSet, ImageRef, PhotoPool, SetRegistry, WorkItem
 from agents.image_cache import store_image
 from agents.offline import build_offline_agents
 from schemas import Domain
@@ -28,21 +28,6 @@ BUNDLED = (
     "astronaut coffee chelsea rocket hubble_deep_field retina immunohistochemistry camera brick grass gravel coins "
     "clock text cell"
 ).split()
-
-
-class SetRegistry:
-    """An in-memory duplicate registry."""
-
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-
-    def seen(self, key: str) -> bool:
-        """Whether `key` was recorded."""
-        return key in self.keys
-
-    def add(self, key: str) -> None:
-        """Record `key`."""
-        self.keys.add(key)
 
 
 def bundled_pool(image_dir: Path, max_side: int = 512, names: tuple[str, ...] | None = None) -> PhotoPool:

@@ -12,26 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from agents.base import AgentContext, PhotoPool
+from agents.base import AgentContext, PhotoPool, SetRegistry
 from agents.image_cache import store_image
 from agents.llm.local_server import LocalModelServer
 from schemas import Domain
 
 # Fast retry knobs so fault tests take fractions of a second; production defaults are seconds.
 FAST = {"timeout": 2.0, "backoff_base": 0.05, "backoff_max": 0.2, "max_attempts": 4, "json_retries": 2}
-
-
-class SetRegistry:
-    """The DuplicateRegistry protocol over a set."""
-
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-
-    def seen(self, key: str) -> bool:
-        return key in self.keys
-
-    def add(self, key: str) -> None:
-        self.keys.add(key)
 
 
 def busy_photo(seed: int, size: tuple[int, int] = (192, 144)) -> Image.Image:

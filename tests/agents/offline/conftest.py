@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agents.base import AgentContext, ImageRef, ImageSet, PhotoPool
+from agents.base import AgentContext, ImageRef, ImageSet, PhotoPool, SetRegistry
 from agents.image_cache import store_image
 from schemas import Domain
 
@@ -22,19 +22,6 @@ PHOTOS = {
     "camera": Domain.PEOPLE,
     "text": Domain.DOCUMENT,
 }
-
-
-class SetRegistry:
-    """The trivial in-memory duplicate registry."""
-
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-
-    def seen(self, key: str) -> bool:
-        return key in self.keys
-
-    def add(self, key: str) -> None:
-        self.keys.add(key)
 
 
 def _store(arr: np.ndarray, image_dir: Path, source: str, domain: Domain) -> ImageRef:
