@@ -10,6 +10,8 @@ always gives byte-identical shards.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,10 +101,60 @@ def export_verified(
         raise ConfigError(f"--shard-size must be >= 1, got {shard_size}")
     if out.resolve() == run_dir.resolve():
         raise ConfigError("--out must differ from the run directory")
-    if (out / MANIFESTS / f"{TAG}.json").exists():
-        if not force:
-            raise InputError(f"{out}: already holds a verified export; pass --force to replace it")
-        _clear_previous(out)
+    if (out / MANIFESTS / f"{TAG}.json").exists() and not force:
+        raise InputError(f"{out}: already holds a verified export; pass --force to replace it")
+    # Build the whole export beside `out`, then swap it in: a crash never leaves a half export, and
+    # with --force the previous export stays whole until the new one is complete.
+    staging = out.parent / f".{out.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    report = _write_verified(run_dir, staging, min_agree, shard_size, progress)
+    _swap_in(staging, out)
+    report.out = str(out)
+    if progress:
+        progress(report)
+    return report
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` by `staging` with renames; other tags already in `out` are kept."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    if _only_our_tag(out):
+        old = out.parent / f".{out.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    # `out` also holds other stores' shards: move ours in file by file, the manifest last.
+    _clear_previous(out)
+    (out / SHARDS).mkdir(parents=True, exist_ok=True)
+    (out / MANIFESTS).mkdir(parents=True, exist_ok=True)
+    for shard in sorted((staging / SHARDS).glob("*.parquet")):
+        os.replace(shard, out / SHARDS / shard.name)
+    os.replace(staging / MANIFESTS / f"{TAG}.json", out / MANIFESTS / f"{TAG}.json")
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _only_our_tag(out: Path) -> bool:
+    """Whether `out` holds nothing but a verified export (so the whole folder may be swapped)."""
+    names = {p.name for p in out.iterdir()}
+    if not names <= {SHARDS, MANIFESTS}:
+        return False
+    manifests = {p.name for p in (out / MANIFESTS).glob("*")} if (out / MANIFESTS).is_dir() else set()
+    shards = {p.name for p in (out / SHARDS).glob("*")} if (out / SHARDS).is_dir() else set()
+    return manifests <= {f"{TAG}.json"} and all(n.startswith(f"{TAG}-") for n in shards)
+
+
+def _write_verified(
+    run_dir: Path,
+    out: Path,
+    min_agree: int | None,
+    shard_size: int,
+    progress: Callable[[VerifiedReport], None] | None,
+) -> VerifiedReport:
+    """Write the verified samples into a fresh store root `out`."""
     with ReviewStore(run_dir) as store:
         min_agree = store.overlap if min_agree is None else min_agree
         if min_agree < 1:
@@ -121,8 +173,6 @@ def export_verified(
         if batch:
             writer.write(batch)
             report.shards += 1
-    if progress:
-        progress(report)
     return report
 
 

@@ -100,3 +100,34 @@ def test_min_agree_one_counts_single_reviews(run_dir: Path, open_store, tmp_path
     assert (rep.reviewed, rep.verified) == (2, 1)
     with pytest.raises(InputError, match="review.sqlite"):
         export_verified(tmp_path / "v", tmp_path / "w")
+
+
+def test_failed_force_rewrite_keeps_the_previous_export_whole(
+    run_dir: Path, open_store, tmp_path: Path, monkeypatch
+) -> None:
+    store = open_store(overlap=2)
+    _review(store)
+    store.close()
+    out = tmp_path / "verified"
+    export_verified(run_dir, out, shard_size=1)
+    before = {p.name: p.read_bytes() for p in shard_paths(out)}
+    assert len(before) >= 2
+
+    import pipeline.shard_store as shard_store
+
+    real_write, calls = shard_store.ShardWriter.write, []
+
+    def crash_on_second_shard(self, samples):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_write(self, samples)
+
+    monkeypatch.setattr(shard_store.ShardWriter, "write", crash_on_second_shard)
+    with pytest.raises(OSError, match="disk full"):
+        export_verified(run_dir, out, shard_size=1, force=True)
+    assert {p.name: p.read_bytes() for p in shard_paths(out)} == before
+    monkeypatch.undo()
+    export_verified(run_dir, out, shard_size=1, force=True)  # a leftover staging folder does not get in the way
+    assert {p.name: p.read_bytes() for p in shard_paths(out)} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".verified")) == []
