@@ -97,8 +97,13 @@ def _group_members(pgid: int) -> list[int]:
     return pids
 
 
-def check_store(root: Path) -> dict:
-    """Readability and manifest consistency of one shard store (accepted or rejected)."""
+def check_store(root: Path, settled: bool = True) -> dict:
+    """Readability and manifest consistency of one shard store (accepted or rejected).
+
+    Right after a kill (`settled=False`) a shard may be on disk but not yet in its manifest: the kill
+    fell between the shard's rename and the manifest's; the next open adopts it (ShardWriter). It must
+    still be whole. A manifest entry without its file is a problem either way.
+    """
     import pyarrow.parquet as pq
 
     from schemas import table_to_samples
@@ -116,7 +121,8 @@ def check_store(root: Path) -> dict:
         if (root / "shards").is_dir()
         else []
     )
-    if sorted(listed) != on_disk:
+    unlisted = sorted(set(on_disk) - set(listed))
+    if sorted(set(listed) - set(on_disk)) or (settled and unlisted):
         problems.append(f"{root}: manifest lists {sorted(listed)} but disk has {on_disk}")
     temps = list((root / "shards").glob(".*")) if (root / "shards").is_dir() else []
     for rel in on_disk:
@@ -134,7 +140,14 @@ def check_store(root: Path) -> dict:
                 problems.append(f"{rel}: manifest says {entry.get('rows')} rows, file has {len(samples)}")
             if entry.get("sha256") and entry["sha256"] != hashlib.sha256(path.read_bytes()).hexdigest():
                 problems.append(f"{rel}: sha256 differs from the manifest")
-    return {"files": len(on_disk), "rows": len(ids), "ids": ids, "problems": problems, "temp_files": len(temps)}
+    return {
+        "files": len(on_disk),
+        "rows": len(ids),
+        "ids": ids,
+        "problems": problems,
+        "temp_files": len(temps),
+        "unlisted_complete_shards": len(unlisted),
+    }
 
 
 def check_run(out: Path, n: int, settled: bool = True) -> dict:
@@ -144,7 +157,7 @@ def check_run(out: Path, n: int, settled: bool = True) -> dict:
     shard is written, by design; the next start deletes those records and redoes the items), but
     every sample in a shard must have its record. After a run that ended, they must agree exactly.
     """
-    acc, rej = check_store(out), check_store(out / "rejected")
+    acc, rej = check_store(out, settled), check_store(out / "rejected", settled)
     records: list[tuple[int, str, str]] = []
     for db in sorted((out / "state").glob("*.sqlite")):
         with sqlite3.connect(db) as c:
@@ -169,6 +182,7 @@ def check_run(out: Path, n: int, settled: bool = True) -> dict:
         "problems": problems,
         "complete": len({r[0] for r in records}) == n,
         "pending": len(set(rec_acc) - set(acc["ids"])) + len(set(rec_rej) - set(rej["ids"])),
+        "unlisted_shards": acc["unlisted_complete_shards"] + rej["unlisted_complete_shards"],
     }
 
 
@@ -195,7 +209,7 @@ def crash_loop(tmp: Path, n: int, kills: int, seed: int, rng_seed: int, log=prin
         killed += was_killed
         interrupted += was_killed and work_left > 0  # else it only tested a restart with nothing to do
         orphans += orph
-        empty = {"records": 0, "problems": [], "duplicates": 0, "pending": 0}
+        empty = {"records": 0, "problems": [], "duplicates": 0, "pending": 0, "unlisted_shards": 0}
         state = check_run(out, n, settled=False) if (out / "state").exists() else empty
         mid_checks.append(not state["problems"] and not state["duplicates"])
         work_left = n - state["records"]
@@ -203,7 +217,8 @@ def crash_loop(tmp: Path, n: int, kills: int, seed: int, rng_seed: int, log=prin
         moments.append(round(at, 2))
         log(
             f"kill {k + 1:2d}/{kills} at {at:5.1f} s: {'killed' if was_killed else 'finished first'};"
-            f" {state['records']} items recorded ({state['pending']} awaiting their shard);"
+            f" {state['records']} items recorded ({state['pending']} awaiting their shard,"
+            f" {state['unlisted_shards']} whole shard(s) awaiting their manifest);"
             f" problems {len(state['problems'])}, duplicates {state['duplicates']}"
         )
         for p in state["problems"]:

@@ -6,6 +6,7 @@ They also write the README's screenshots to docs/screenshots/.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +108,14 @@ def _shown_id(page) -> str:
     return page.locator("#mifg-question .mifg-id").inner_text().strip()
 
 
+def _wait_for(condition, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def _wait_msg(page, text: str) -> None:
     from playwright.sync_api import expect
 
@@ -202,6 +211,7 @@ def test_two_annotators_overlap_two_and_agreement(browser, tmp_path: Path) -> No
         for a_key, b_key in plan:
             assert _shown_id(alice) == _shown_id(bob)  # overlap 2: both get the same sample
             for page, key in ((alice, a_key), (bob, b_key)):
+                committed = len(store.decisions())
                 page.keyboard.press(key)
                 if key == "r":
                     expect(page.locator("#mifg-reject-panel").first).to_be_visible()
@@ -210,6 +220,9 @@ def test_two_annotators_overlap_two_and_agreement(browser, tmp_path: Path) -> No
                     _wait_msg(page, "Rejected")
                 else:
                     _wait_msg(page, "Accepted")
+                # The message may still be the previous decision's ("Rejected" twice in a row):
+                # wait for this decision to be committed, not for the text.
+                _wait_for(lambda n=committed: len(store.decisions()) > n, "the decision to be committed")
         per_sample = {}
         for d in store.decisions():
             per_sample.setdefault(d.sample_id, set()).add(d.annotator)
