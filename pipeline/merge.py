@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def _identity(run_dir: Path) -> dict | None:
 
 def _copy_sqlite(src: Path, dst: Path) -> None:
     """Consistent copy of a (possibly WAL-mode, possibly in use) SQLite file."""
-    with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s, sqlite3.connect(dst) as d:
+    # `with connect()` only commits; closing() releases the files before the output is renamed.
+    with closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True)) as s, closing(sqlite3.connect(dst)) as d:
         s.backup(d)
 
 
@@ -53,6 +55,9 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, *, per_shard: int = 
     """Merge the accepted and rejected samples of `run_dirs` into `out` (which must not exist yet)."""
     out = Path(out)
     dirs = [Path(d) for d in run_dirs]
+    repeated = sorted({str(d) for d in dirs if sum(e.resolve() == d.resolve() for e in dirs) > 1})
+    if repeated:
+        raise ConfigError(f"mifg merge: {', '.join(repeated)} given more than once (its items would count twice)")
     if not dirs:
         raise ConfigError("mifg merge needs at least one RUN_DIR")
     for d in dirs:

@@ -122,8 +122,16 @@ class RunConfig:
             "dup_radius": self.dup_radius,
             "related_radius": self.related_radius,
             "validation": asdict(self.validation),
-            "agent_options": self.agent_options,
+            "agent_options": self._sample_deciding_options(),
         }
+
+    def _sample_deciding_options(self) -> dict:
+        """Agent options minus the openai transport knobs (timeouts, rates, concurrency...)."""
+        if self.backend != "openai":
+            return self.agent_options
+        from agents.llm.config import TRANSPORT_OPTIONS
+
+        return {k: v for k, v in self.agent_options.items() if k not in TRANSPORT_OPTIONS}
 
     @property
     def run_id(self) -> str:

@@ -164,9 +164,14 @@ class _BytesSink:
 def _read_manifest(path: Path) -> list[ShardInfo]:
     try:
         data = json.loads(path.read_text("utf-8"))
-        return [ShardInfo(**s) for s in data["shards"]]
+        shards = [ShardInfo(**s) for s in data["shards"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{path}: unreadable shard manifest ({e})") from e
+    for s in shards:  # a manifest may come from elsewhere: it must not point outside ROOT/shards/
+        name = s.file.removeprefix(f"{SHARDS}/")
+        if name == s.file or not _TAG_RE.match(name) or not name.endswith(".parquet") or name.startswith("."):
+            raise InputError(f"{path}: shard entry {s.file!r} is not a file under {SHARDS}/")
+    return shards
 
 
 def list_shards(root: str | Path) -> list[ShardInfo]:

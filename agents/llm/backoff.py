@@ -8,6 +8,7 @@ and never waits less than the server asked for.
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 
@@ -46,17 +47,21 @@ def parse_retry_after(headers: httpx.Headers | dict[str, str] | None, now: float
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:
-            return max(0.0, float(ms) / 1000.0)
+            seconds = float(ms) / 1000.0
         except ValueError:
-            pass
+            seconds = math.nan
+        if math.isfinite(seconds):  # "inf"/"nan" parse as floats: ignore them rather than sleep forever
+            return max(0.0, seconds)
     value = headers.get("retry-after")
     if value is None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -94,6 +99,7 @@ class wait_retry_after_or_backoff(wait_base):  # snake case, like tenacity's own
         server_says = retry_after_of(exc)
         if server_says is not None:
             # A little jitter on top (never below) so clients told the same value do not stampede.
-            return min(self.retry_after_max, server_says) + random.uniform(0, 0.1 * max(server_says, 0.05))
+            wait = min(self.retry_after_max, server_says)  # jitter from the capped value, or the cap leaks
+            return wait + random.uniform(0, 0.1 * max(wait, 0.05))
         step = min(self.maximum, self.base * 2 ** (attempt_number - 1))
         return step / 2 + random.uniform(0, step / 2)

@@ -8,6 +8,24 @@ from typing import Any
 from agents.prompts import DEFAULT_VERSION
 from schemas.errors import ConfigError
 
+# How requests are sent, not what is asked: changing these between resumes leaves the samples the same.
+TRANSPORT_OPTIONS = frozenset(
+    {
+        "concurrency",
+        "timeout",
+        "max_attempts",
+        "json_retries",
+        "backoff_base",
+        "backoff_max",
+        "retry_after_max",
+        "requests_per_s",
+        "tokens_per_min",
+        "burst",
+        "prices",
+        "http_path",
+    }
+)
+
 
 @dataclass
 class LLMConfig:

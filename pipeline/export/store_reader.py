@@ -61,7 +61,7 @@ def _check_images(sample: Sample) -> str | None:
     for i, img in enumerate(sample.images):
         try:
             with Image.open(io.BytesIO(img.bytes)) as im:
-                im.size  # noqa: B018 - parses the header; a truncated/unknown file raises here
+                im.load()  # full decode: a truncated file passes a header check and breaks consumers later
         except Exception as e:  # noqa: BLE001 - any decoder error means the image is unusable
             return f"image {i} does not decode ({type(e).__name__})"
     return None

@@ -218,7 +218,7 @@ VERL_USAGE = """\
   `question`, `answer`, per-row `tools_kwargs` for both tools, and `agent_name: tool_agent`).
   Rows carry each image three times (once for the prompt, once per tool's `create_kwargs`),
   because verl hands a tool only its own `create_kwargs`.
-- `mifg_reward.py`: `compute_score` = 0.8 accuracy + 0.2 format + 1.2 [tool used and correct].
+- `mifg_reward.py`: `compute_score` = 0.8 accuracy − 0.2 [malformed] + 1.2 [tool used and correct].
 - `mifg_tools.py` + `tool_config.yaml`: visual_reflection and visual_confirmation (crop + zoom).
 - `run_verl_grpo.sh`: `python -m verl.trainer.main_ppo` with all of the above wired in.
 

@@ -68,3 +68,21 @@ def test_missing_benchmark_folder_is_one_clear_error(store, tmp_path):
     with pytest.raises(InputError, match="benchmark folder"):
         run_export(ExportConfig(store=store, out=tmp_path / "o", contamination_dir=tmp_path / "nope"), progress=None)
     assert not (tmp_path / "o").exists()
+
+
+def test_truncated_image_is_skipped_not_fatal_with_a_contamination_check(bench, store_samples, tmp_path):
+    from pipeline.shard_store import ShardWriter
+    from schemas import SampleImage
+
+    root, target = bench
+    samples = [s.model_copy(deep=True) for _, s in sorted(store_samples.items())[:6]]
+    assert samples[5].id == target  # so one more sample is excluded as contaminated
+    whole = samples[0].images[0].bytes
+    samples[0].images[0] = SampleImage(bytes=whole[: len(whole) // 2], path=samples[0].images[0].path)
+    store = tmp_path / "with-truncated"
+    ShardWriter(store, "verified").write(samples)
+    result = run_export(
+        ExportConfig(store=store, out=tmp_path / "out", fmt="hf", contamination_dir=root), progress=None
+    )
+    assert result.facts.total == 4 and samples[0].id not in result.plan.split_of
+    assert result.facts.skipped["contaminated"] == 1

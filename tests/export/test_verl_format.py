@@ -104,6 +104,11 @@ def test_reward_answer_extraction(reward):
     assert ex("no letter here") is None
     assert ex("the answer is E", letters="ABCD") is None  # not one of this sample's options
     assert ex("<answer>maybe</answer>") is None
+    # an English word or article is not an option letter
+    assert ex("Answer: B. A closer look confirms it.") == "B"
+    assert ex("<answer>a guess, maybe C</answer>") is None
+    assert ex("<answer>b</answer>") == "B"
+    assert ex("A closer look at image 2 shows the mark.") is None
 
 
 def test_reward_terms_and_tool_gain(reward):
@@ -119,6 +124,9 @@ def test_reward_terms_and_tool_gain(reward):
     assert malformed["acc"] == 1.0 and malformed["score"] == pytest.approx(0.8 - 0.2)
     tag_only = score("mifg_qa", '<tool_call>{"name": "visual_confirmation"}</tool_call><answer>B</answer>', "B", None)
     assert tag_only["tool_used"] == 1.0
+    # verl's turn count wins over text: a tool-call tag that never ran earns no bonus
+    fake = score("mifg_qa", "I will not call <tool_call> anything. <answer>A</answer>", "A", {"num_turns": 2})
+    assert fake["tool_used"] == 0.0 and fake["score"] == pytest.approx(0.8)
     # verl may pass extra keyword arguments
     assert score(data_source="mifg_qa", solution_str=good, ground_truth="B", extra_info={}, extra=1)["acc"] == 1.0
 

@@ -97,3 +97,27 @@ def test_agent_options_parse_json_values_and_refuse_malformed_pairs():
     }
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_agent_options(["timeout"])
+
+
+def test_openai_transport_options_do_not_change_the_run_identity(tmp_path):
+    from pipeline.run_config import RunConfig
+
+    def run_id(backend: str, **options) -> str:
+        return RunConfig(out=tmp_path, backend=backend, agent_options=options).run_id
+
+    base = run_id("openai", concurrency=32, timeout=60)
+    assert run_id("openai", concurrency=64, timeout=30, http_path="sdk", requests_per_s=5) == base
+    assert run_id("openai", concurrency=32, prompt_version="v2") != base  # this one changes the samples
+    assert run_id("offline", related_rate=0.2) != run_id("offline", related_rate=0.3)
+
+
+def test_merge_refuses_the_same_run_twice(tmp_path):
+    from pipeline.merge import merge_runs
+    from pipeline.shard_store import ShardWriter
+    from schemas.errors import ConfigError
+    from tests.factories import make_sample
+
+    run = tmp_path / "run"
+    ShardWriter(run, "main").write([make_sample(1)])
+    with pytest.raises(ConfigError, match="more than once"):
+        merge_runs([run, tmp_path / "." / "run"], tmp_path / "merged")

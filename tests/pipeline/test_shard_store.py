@@ -81,3 +81,16 @@ def test_datasets_loads_shards_with_images_decoded(tmp_path):
     assert len(row["images"]) == 3 and all(isinstance(im, Image.Image) for im in row["images"])
     assert row["images"][0].size == (64, 48)
     assert row["answer"] == samples[1].answer and row["provenance"]["backend"] == "offline"
+
+
+@pytest.mark.parametrize(
+    "bad", ["/etc/passwd.parquet", "shards/../../x.parquet", "other/x.parquet", "shards/.x.parquet"]
+)
+def test_manifest_entries_cannot_point_outside_the_shards_folder(tmp_path, bad):
+    ShardWriter(tmp_path).write([make_sample(1)])
+    path = tmp_path / "manifests" / "main.json"
+    manifest = json.loads(path.read_text())
+    manifest["shards"][0]["file"] = bad
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="not a file under shards/"):
+        list_shards(tmp_path)

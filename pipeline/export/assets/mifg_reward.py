@@ -21,9 +21,12 @@ W_TOOL = 1.2
 LETTERS = "ABCDEFGHIJ"
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-# an option letter inside the answer tag: "B", "(B)", "B.", "B) the left one", "Option B"
-_TAG_LETTER_RE = re.compile(r"^\W*(?:option\s+)?\(?([A-J])\b\)?", re.IGNORECASE)
-_STANDALONE_RE = re.compile(r"(?<![A-Za-z0-9_'])([A-J])(?![A-Za-z0-9_'])")
+# an option letter inside the answer tag: "B", "(B)", "(b)", "B.", "B) the left one", "Option B", "b" alone.
+# A bare lower-case letter counts only when it is all there is: "a guess, maybe C" must not read as A.
+_TAG_LETTER_RE = re.compile(r"^\W*(?:[Oo]ption\s+)?(?:\(([A-Ja-j])\)|([A-J])(?![A-Za-z0-9_'])|([a-j])\W*$)")
+# untagged answers only in an explicit form ("the answer is C", "answer: B"), never any capital letter:
+# "Answer: B. A closer look confirms it." must read as B, not as the article "A"
+_STATED_RE = re.compile(r"\banswer\s*(?:is|:)?\s*\(?([A-J])(?![A-Za-z0-9_'])", re.IGNORECASE)
 _TOOL_CALL_RE = re.compile(r"<tool_call>", re.IGNORECASE)
 
 
@@ -36,17 +39,15 @@ def _valid_letters(extra_info: dict | None) -> str:
 
 
 def extract_answer(solution_str: str, letters: str = LETTERS) -> str | None:
-    """Option letter of a response: the last <answer>X</answer>, else the last standalone letter."""
+    """Option letter of a response: the last <answer>X</answer>, else the last "answer is X" / "answer: X"."""
     tagged = _ANSWER_RE.findall(solution_str)
     if tagged:
         m = _TAG_LETTER_RE.match(tagged[-1].strip())
-        if m and m.group(1).upper() in letters:
-            return m.group(1).upper()
-        return None
-    # no tag: the last capital letter standing alone ("... so the answer is C.")
-    for cand in reversed(_STANDALONE_RE.findall(solution_str)):
-        if cand in letters:
-            return cand
+        letter = next((g for g in m.groups() if g), "").upper() if m else ""
+        return letter if letter and letter in letters else None
+    for cand in reversed(_STATED_RE.findall(solution_str)):
+        if cand.upper() in letters:  # the letter group is upper-case only; .upper() is for IGNORECASE
+            return cand.upper()
     return None
 
 
@@ -63,14 +64,17 @@ def is_well_formed(solution_str: str) -> bool:
 def tool_was_used(solution_str: str, extra_info: dict | None) -> bool:
     """Whether the rollout called a tool: verl's turn count (> 2 means a tool round), or a tool call tag."""
     info = extra_info or {}
+    for key in ("tool_calls", "tool_call_count"):
+        if info.get(key) is not None:
+            return bool(info[key])
     turns = info.get("num_turns")
     try:
-        if turns is not None and int(turns) > 2:  # user + assistant = 2; every tool round adds turns
-            return True
+        if turns is not None:
+            # The trainer's own count wins: a "<tool_call>" that never ran (malformed, or just text)
+            # earns no bonus. user + assistant = 2; every tool round adds turns.
+            return int(turns) > 2
     except (TypeError, ValueError):
         pass
-    if info.get("tool_calls") or info.get("tool_call_count"):
-        return True
     return bool(_TOOL_CALL_RE.search(solution_str))
 
 
