@@ -179,7 +179,12 @@ def run_export(cfg: ExportConfig, progress: Callable[[str], None] | None = _stde
     if not chosen:
         raise InputError(f"{cfg.store}: every sample was excluded by the contamination check")
 
-    plan = plan_splits([SplitItem(it.id, it.sources, it.task_type) for it in chosen], cfg.test_fraction, cfg.seed)
+    # Link samples by source id and also by identical image bytes: one photo found under two paths
+    # (two source ids) must not land in both splits.
+    items = [
+        SplitItem(it.id, it.sources + tuple(f"sha256:{h}" for h in it.image_sha256), it.task_type) for it in chosen
+    ]
+    plan = plan_splits(items, cfg.test_fraction, cfg.seed)
     for s in SPLITS:
         facts.groups[s] = sum(1 for ids in plan.groups.values() if plan.split_of[ids[0]] == s)
 

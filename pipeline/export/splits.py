@@ -155,5 +155,9 @@ def plan_splits(items: Iterable[SplitItem], test_fraction: float = 0.1, seed: in
             split_of[sid] = split
             group_of[sid] = g
             counts[split][by_id[sid].task_type] += 1
-    group_sources = {g: sorted({src for sid in ids for src in by_id[sid].sources}) for g, ids in groups.items()}
+    # "sha256:..." links (identical image bytes) join groups but are not source photos: keep them out of the record
+    group_sources = {
+        g: sorted({src for sid in ids for src in by_id[sid].sources if not src.startswith("sha256:")})
+        for g, ids in groups.items()
+    }
     return SplitPlan(split_of, group_of, groups, group_sources, targets, seed, test_fraction, counts)

@@ -191,3 +191,26 @@ def test_no_test_split_still_loads(fmt, store, tmp_path):
         assert 'data.val_files="$DIR/train.parquet"' in (out / "run_verl_grpo.sh").read_text()
     if fmt == "lmms-eval":
         assert "test_split: train" in (out / "mifg_qa.yaml").read_text()
+
+
+def test_identical_images_under_two_source_ids_stay_in_one_split(tmp_path):
+    """One photo found under two paths (two source ids, same bytes) must not leak across splits."""
+    from pipeline.shard_store import ShardWriter
+    from schemas import Status
+    from tests.factories import make_sample
+
+    samples = [make_sample(i, source=f"dir:copy{i % 2}/photo{i // 2}.jpg") for i in range(20)]
+    # samples 2k and 2k+1 come from different "paths" but carry the very same images
+    for k in range(10):
+        twin = samples[2 * k].model_copy(deep=True)
+        twin.image_meta = [m.model_copy(update={"source": f"dir:copy1/photo{k}.jpg"}) for m in twin.image_meta]
+        twin.question = "Which image has a small red mark?"
+        twin.id = ""
+        samples[2 * k + 1] = type(twin).model_validate(twin.model_dump())
+    store = tmp_path / "store"
+    ShardWriter(store, "verified").write([s.model_copy(update={"status": Status.ACCEPTED}) for s in samples])
+    result = run_export(ExportConfig(store=store, out=tmp_path / "out", fmt="hf", test_fraction=0.3), progress=None)
+    split_of = result.plan.split_of
+    for k in range(10):
+        assert split_of[samples[2 * k].id] == split_of[samples[2 * k + 1].id]
+    assert set(split_of.values()) == {"train", "test"}
