@@ -84,6 +84,12 @@ class TrainConfig:
             raise ConfigError(f"env.tools: unknown tool(s) {bad}; tools are {list(TOOL_NAMES)}")
         if self.policy.kind not in ("tiny", "hf"):
             raise ConfigError(f"policy.kind must be 'tiny' or 'hf', got {self.policy.kind!r}")
+        if self.policy.kind == "hf" and self.loss.entropy_coef > 0:
+            # The hf policy reports entropy as a metric only (no gradient through the full vocabulary):
+            # refuse rather than let the bonus silently do nothing.
+            raise ConfigError(
+                "loss.entropy_coef > 0 is supported for the tiny policy only; set it to 0 for --policy hf"
+            )
         for name in ("steps", "prompts_per_step", "ppo_epochs", "minibatch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")

@@ -83,12 +83,14 @@ def crop_box(
 ) -> tuple[int, int, int, int] | ToolError:
     """Pixel box (x1, y1, x2, y2) of a requested box: sorted, clamped, grown to `min_crop_px` per side."""
     x1, y1, x2, y2 = (float(c) for c in bbox)
-    normalised = coords == "norm" or (coords == "auto" and max(abs(x1), abs(y1), abs(x2), abs(y2)) <= 1.0)
+    # "auto": a box whose coordinates are all <= ~1 is normalised; the slack keeps a slight overshoot
+    # ([0.5, 0.5, 1.01, 1.01]) from being read as a 1-px box in the top-left corner.
+    normalised = coords == "norm" or (coords == "auto" and max(abs(x1), abs(y1), abs(x2), abs(y2)) <= 1.05)
     if normalised:
         x1, x2, y1, y2 = x1 * width, x2 * width, y1 * height, y2 * height
     x1, x2 = sorted((x1, x2))
     y1, y2 = sorted((y1, y2))
-    if x2 < 0 or y2 < 0 or x1 > width or y1 > height:
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:  # nothing of the box is inside the image
         return ToolError(f"visual_confirmation: bbox {list(bbox)} lies outside the {width}x{height} image")
     x1, x2 = _grow(max(0.0, x1), min(float(width), x2), min_crop_px, width)
     y1, y2 = _grow(max(0.0, y1), min(float(height), y2), min_crop_px, height)

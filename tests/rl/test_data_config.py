@@ -112,3 +112,16 @@ def test_toml_and_overrides(tmp_path):
         load_config(None, [parse_override('loss.agg="sum"')])
     with pytest.raises(ConfigError, match="integer"):
         load_config(None, [parse_override("steps=1.5")])
+
+
+def test_entropy_bonus_is_refused_for_the_hf_policy_instead_of_silently_ignored():
+    from rl.config import TrainConfig
+    from rl.policies.base import PolicyConfig
+    from schemas.errors import ConfigError
+
+    cfg = TrainConfig(policy=PolicyConfig(kind="hf", model_path="x"))
+    cfg.loss.entropy_coef = 0.03
+    with pytest.raises(ConfigError, match="tiny policy only"):
+        cfg.validate()
+    cfg.loss.entropy_coef = 0.0
+    cfg.validate()

@@ -78,6 +78,9 @@ def test_degenerate_and_out_of_image_boxes():
     assert crop_box([-50, -50, 500, 500], 200, 100) == (0, 0, 200, 100)  # clamped
     assert crop_box([0, 0, 1, 1], 20, 10) == (0, 0, 20, 10)  # image smaller than min side
     assert isinstance(crop_box([300, 300, 400, 400], 200, 100), ToolError)
+    assert crop_box([0.5, 0.5, 1.01, 1.01], 200, 100) == (100, 50, 200, 100)  # slight overshoot: still normalised
+    assert isinstance(crop_box([200, 0, 260, 50], 200, 100), ToolError)  # starts at the right edge: nothing inside
+    assert isinstance(crop_box([0, 100, 50, 150], 200, 100), ToolError)  # starts at the bottom edge
     assert isinstance(visual_confirmation([Image.new("RGB", (8, 8))], 2, [0, 0, 1, 1]), ToolError)
 
 
