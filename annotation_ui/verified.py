@@ -19,7 +19,7 @@ from pathlib import Path
 
 from annotation_ui.dashboard import is_verified
 from annotation_ui.review_store import DB_NAME, Decision, ReviewStore
-from pipeline.shard_store import MANIFESTS, SHARDS, ShardWriter, list_shards
+from pipeline.shard_store import MANIFESTS, SHARDS, ShardWriter, list_shards, shard_paths
 from schemas import Review, ReviewDecision, Sample, Status
 from schemas.errors import ConfigError, InputError
 
@@ -78,9 +78,9 @@ def iter_verified(store: ReviewStore, min_agree: int, report: VerifiedReport) ->
 
 def _clear_previous(out: Path) -> None:
     """Remove an earlier verified export under `out` (only our tag's shards and manifest)."""
-    for info in list_shards(out):
+    for info, path in zip(list_shards(out), shard_paths(out), strict=True):  # shard_paths: never outside out/shards/
         if info.tag == TAG:
-            (out / info.file).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
     (out / MANIFESTS / f"{TAG}.json").unlink(missing_ok=True)
 
 

@@ -164,14 +164,9 @@ class _BytesSink:
 def _read_manifest(path: Path) -> list[ShardInfo]:
     try:
         data = json.loads(path.read_text("utf-8"))
-        shards = [ShardInfo(**s) for s in data["shards"]]
+        return [ShardInfo(**s) for s in data["shards"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{path}: unreadable shard manifest ({e})") from e
-    for s in shards:  # a manifest may come from elsewhere: it must not point outside ROOT/shards/
-        name = s.file.removeprefix(f"{SHARDS}/")
-        if name == s.file or not _TAG_RE.match(name) or not name.endswith(".parquet") or name.startswith("."):
-            raise InputError(f"{path}: shard entry {s.file!r} is not a file under {SHARDS}/")
-    return shards
 
 
 def list_shards(root: str | Path) -> list[ShardInfo]:
@@ -187,9 +182,15 @@ def list_shards(root: str | Path) -> list[ShardInfo]:
 
 
 def shard_paths(root: str | Path) -> list[Path]:
-    """Absolute paths of every shard file of a store root."""
+    """Paths of every shard file of a store root; an entry pointing outside ROOT/shards/ is refused."""
     root = Path(root)
-    return [root / s.file for s in list_shards(root)]
+    paths = []
+    for s in list_shards(root):  # a manifest may come from elsewhere: never follow it out of shards/
+        name = s.file.removeprefix(f"{SHARDS}/")
+        if name == s.file or not _TAG_RE.match(name) or not name.endswith(".parquet") or name.startswith("."):
+            raise InputError(f"{root}: manifest entry {s.file!r} is not a file under {SHARDS}/")
+        paths.append(root / s.file)
+    return paths
 
 
 def iter_samples(root: str | Path) -> Iterator[Sample]:

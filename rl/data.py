@@ -79,11 +79,11 @@ def _split_of(name: str, default: str = "all") -> str:
 def _rows(root: Path, report: LoadReport) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(split, 'file row N', raw row) for every row of DATA."""
     if (root / "manifests").is_dir():
-        from pipeline.shard_store import list_shards
+        from pipeline.shard_store import list_shards, shard_paths
 
         report.layout = "shard store"
-        for shard in list_shards(root):
-            yield from _parquet_rows(root / shard.file, SPLIT_NAMES.get(shard.tag.lower(), "all"))
+        for shard, path in zip(list_shards(root), shard_paths(root), strict=True):  # shard_paths: never outside shards/
+            yield from _parquet_rows(path, SPLIT_NAMES.get(shard.tag.lower(), "all"))
         return
     if (root / "data").is_dir() and list((root / "data").glob("*.parquet")):
         report.layout = "hf export"

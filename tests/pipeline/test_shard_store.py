@@ -93,4 +93,4 @@ def test_manifest_entries_cannot_point_outside_the_shards_folder(tmp_path, bad):
     manifest["shards"][0]["file"] = bad
     path.write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="not a file under shards/"):
-        list_shards(tmp_path)
+        shard_paths(tmp_path)
