@@ -43,7 +43,7 @@ from pipeline.item_store import ItemRecord, ItemStore
 from pipeline.photo_pool import PoolReport, SkippedInput, build_pool
 from pipeline.run_config import RunConfig, check_or_write_run_json, item_seed
 from pipeline.shard_store import ShardInfo, ShardWriter
-from schemas import CriticVerdict, ImageMeta, Provenance, Sample, SampleImage, Status, table_to_samples
+from schemas import CriticVerdict, Provenance, Sample, Status, image_entry, table_to_samples
 from schemas.arrow import sample_arrow_schema
 from schemas.errors import ConfigError, InputError
 
@@ -104,21 +104,22 @@ def _now() -> str:
 def assemble_sample(state: GenState, cfg: RunConfig, agents: AgentSet, status: Status) -> Sample:
     """The final Sample of a finished graph state: image bytes read from the cache, provenance filled."""
     images, draft = state["images"], state["draft"]
-    refs = images.images
+    entries = [
+        image_entry(
+            load_bytes(r),
+            width=r.width,
+            height=r.height,
+            source=r.source,
+            phash=r.phash,
+            license=r.license,
+            role=r.role,
+            sha256=r.sha256,  # the cache names files by it: no need to hash the bytes again
+        )
+        for r in images.images
+    ]
     return Sample(
-        images=[SampleImage(bytes=load_bytes(r), path=f"{r.sha256[:16]}.png") for r in refs],
-        image_meta=[
-            ImageMeta(
-                sha256=r.sha256,
-                width=r.width,
-                height=r.height,
-                source=r.source,
-                phash=r.phash,
-                license=r.license,
-                role=r.role,
-            )
-            for r in refs
-        ],
+        images=[image for image, _ in entries],
+        image_meta=[meta for _, meta in entries],
         question=draft.question,
         options=list(draft.options),
         answer=draft.answer,

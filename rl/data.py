@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
-from schemas import ImageMeta, Provenance, Sample, SampleImage, Status
+from schemas import Provenance, Sample, Status, image_entry
 from schemas.arrow import row_to_sample
 from schemas.errors import InputError
 
@@ -143,9 +143,10 @@ def _verl_to_sample(row: dict[str, Any]) -> Sample:
         with Image.open(io.BytesIO(data)) as pil:
             w, h = pil.size
         sha = hashlib.sha256(data).hexdigest()
-        images.append(SampleImage(bytes=data, path=im.get("path") or f"{sha[:16]}.png"))
         source = f"verl:{extra.get('id') or sha[:16]}"  # one group per sample: splits stay by sample
-        metas.append(ImageMeta(sha256=sha, width=w, height=h, source=source, phash=""))
+        image, meta = image_entry(data, width=w, height=h, source=source, sha256=sha, path=im.get("path"))
+        images.append(image)
+        metas.append(meta)
     options = extra.get("options")
     question = extra.get("question")
     if not options or not question:

@@ -13,7 +13,6 @@ status "accepted" (the trainer reads only verified data; these are verified by c
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import random
@@ -26,14 +25,13 @@ from pipeline.shard_store import ShardWriter
 from schemas import (
     Box,
     Domain,
-    ImageMeta,
     Provenance,
     Review,
     ReviewDecision,
     Sample,
-    SampleImage,
     Status,
     TaskType,
+    image_entry,
 )
 
 SIZE = 96  # image side in pixels
@@ -95,20 +93,17 @@ def make_demo_sample(seed: int, n_images: int = 2, photos: dict[str, np.ndarray]
     for i in range(n_images):
         arr = base.copy()
         _paint_cell(arr, cell, checker=i == target)
-        data = _png(arr)
-        sha = hashlib.sha256(data).hexdigest()
-        images.append(SampleImage(bytes=data, path=f"{sha[:16]}.png"))
-        metas.append(
-            ImageMeta(
-                sha256=sha,
-                width=SIZE,
-                height=SIZE,
-                source=f"skimage:{name}#demo{seed}",
-                phash="0" * 16,
-                license="public-domain (scikit-image data)",
-                role="variant:checkerboard" if i == target else "variant:flat",
-            )
+        image, meta = image_entry(
+            _png(arr),
+            width=SIZE,
+            height=SIZE,
+            source=f"skimage:{name}#demo{seed}",
+            phash="0" * 16,
+            license="public-domain (scikit-image data)",
+            role="variant:checkerboard" if i == target else "variant:flat",
         )
+        images.append(image)
+        metas.append(meta)
     cs = 1.0 / GRID
     row, col = divmod(cell, GRID)
     bbox = (col * cs, row * cs, (col + 1) * cs, (row + 1) * cs)

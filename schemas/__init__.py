@@ -18,6 +18,7 @@ from schemas.sample import (
     TokenUsage,
     VerifierVerdict,
     content_id,
+    image_entry,
     option_letter,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "TokenUsage",
     "VerifierVerdict",
     "content_id",
+    "image_entry",
     "option_letter",
     "row_to_sample",
     "sample_arrow_schema",

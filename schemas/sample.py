@@ -222,6 +222,24 @@ class Sample(_Model):
         return list(dict.fromkeys(m.source for m in self.image_meta))
 
 
+def image_entry(
+    data: bytes,
+    *,
+    width: int,
+    height: int,
+    source: str,
+    phash: str = "",
+    license: str = "unknown",
+    role: str = "",
+    sha256: str | None = None,
+    path: str | None = None,
+) -> tuple[SampleImage, ImageMeta]:
+    """The `images` entry and `image_meta` entry of encoded image bytes (sha256 computed unless given)."""
+    sha = sha256 or hashlib.sha256(data).hexdigest()
+    meta = ImageMeta(sha256=sha, width=width, height=height, source=source, phash=phash, license=license, role=role)
+    return SampleImage(bytes=data, path=path or f"{sha[:16]}.png"), meta
+
+
 def content_id(sample: Sample) -> str:
     """Stable content hash of a sample: image hashes + question + options (not answer/status)."""
     payload = json.dumps(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import random
 
 from PIL import Image, ImageDraw
 
-from schemas import Box, Domain, ImageMeta, Provenance, Sample, SampleImage, TaskType
+from schemas import Box, Domain, Provenance, Sample, TaskType, image_entry
 
 
 def png_bytes(img: Image.Image) -> bytes:
@@ -46,20 +45,17 @@ def make_sample(
     images, metas = [], []
     for i in range(n_images):
         img = make_image(seed * 100 + (0 if i != target else 1), mark=(0.5, 0.5) if i == target else None)
-        data = png_bytes(img)
-        sha = hashlib.sha256(data).hexdigest()
-        images.append(SampleImage(bytes=data, path=f"{sha[:16]}.png"))
-        metas.append(
-            ImageMeta(
-                sha256=sha,
-                width=img.width,
-                height=img.height,
-                source=source or f"test:photo{seed}",
-                phash="0" * 16,
-                license="CC0-1.0",
-                role="original" if i != target else "variant:mark",
-            )
+        image, meta = image_entry(
+            png_bytes(img),
+            width=img.width,
+            height=img.height,
+            source=source or f"test:photo{seed}",
+            phash="0" * 16,
+            license="CC0-1.0",
+            role="original" if i != target else "variant:mark",
         )
+        images.append(image)
+        metas.append(meta)
     options = [f"Image {i + 1}" for i in range(n_images)]
     return Sample(
         images=images,

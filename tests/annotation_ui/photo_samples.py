@@ -6,13 +6,21 @@ and asks which image differs: the shape of the offline generator's output, with 
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 import numpy as np
 from PIL import Image
 
-from schemas import Box, CriticVerdict, Domain, ImageMeta, Provenance, Sample, SampleImage, TaskType, VerifierVerdict
+from schemas import (
+    Box,
+    CriticVerdict,
+    Domain,
+    Provenance,
+    Sample,
+    TaskType,
+    VerifierVerdict,
+    image_entry,
+)
 from tests.factories import png_bytes
 
 PHOTOS = (("chelsea", Domain.NATURE), ("coffee", Domain.OBJECT), ("rocket", Domain.URBAN), ("astronaut", Domain.PEOPLE))
@@ -42,20 +50,17 @@ def photo_sample(seed: int, *, n_images: int = 2, question: str | None = None) -
             ys, xs = slice(int(box[1] * h), int(box[3] * h)), slice(int(box[0] * w), int(box[2] * w))
             arr[ys, xs] = arr[ys, xs][..., [2, 0, 1]]  # rotate channels: a visible but small colour change
             img = Image.fromarray(arr)
-        data = png_bytes(img)
-        sha = hashlib.sha256(data).hexdigest()
-        images.append(SampleImage(bytes=data, path=f"{sha[:16]}.png"))
-        metas.append(
-            ImageMeta(
-                sha256=sha,
-                width=img.width,
-                height=img.height,
-                source=f"skimage:{name}",
-                phash="0" * 16,
-                license="public domain",
-                role="variant:recolor" if i == target else "original",
-            )
+        image, meta = image_entry(
+            png_bytes(img),
+            width=img.width,
+            height=img.height,
+            source=f"skimage:{name}",
+            phash="0" * 16,
+            license="public domain",
+            role="variant:recolor" if i == target else "original",
         )
+        images.append(image)
+        metas.append(meta)
     letters = "ABCDEFGH"
     return Sample(
         images=images,

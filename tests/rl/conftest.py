@@ -16,6 +16,15 @@ def demo_store(tmp_path_factory):
     return write_demo_data(tmp_path_factory.mktemp("demo") / "data", n_train=48, n_test=16)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matmuls: one intra-op thread is ~10x faster than several on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def hand_traj(mask: list[float], group: int = 0, **flags) -> Trajectory:
     """A trajectory with the given action mask (token ids are irrelevant to the loss)."""
     n = len(mask)

@@ -32,13 +32,7 @@ REFLECT = format_tool_call("visual_reflection", {"images": [1]})
 GEN = GenerationConfig(max_new_tokens=48, max_total_tokens=1024)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls: one intra-op thread is ~10x faster than several on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

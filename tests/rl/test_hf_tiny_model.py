@@ -14,14 +14,7 @@ from PIL import Image  # noqa: E402
 from rl.policies.hf_qwen import load_processor  # noqa: E402
 from rl.policies.hf_tiny_model import build_tiny_model, count_parameters, save_tiny_model  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls: one intra-op thread is ~10x faster than several on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

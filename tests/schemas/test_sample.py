@@ -83,3 +83,15 @@ def test_rows_from_the_future_are_refused_with_the_id():
     with pytest.raises(SchemaVersionError, match=row["id"]):
         row_to_sample(row)
     assert upgrade_row({"schema_version": 1})["schema_version"] == 1
+
+
+def test_image_entry_names_and_hashes_the_bytes():
+    import hashlib
+
+    from schemas import image_entry
+
+    image, meta = image_entry(b"png bytes", width=4, height=3, source="test:x", role="original")
+    sha = hashlib.sha256(b"png bytes").hexdigest()
+    assert (image.path, meta.sha256, meta.width, meta.height, meta.source) == (f"{sha[:16]}.png", sha, 4, 3, "test:x")
+    given, _ = image_entry(b"png bytes", width=4, height=3, source="s", sha256="ab" * 32, path="keep.png")
+    assert given.path == "keep.png"
