@@ -6,15 +6,25 @@ BIN := $(VENV)/bin
 TORCH := $(or $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)),torch==2.13.0)
 DEMO_N ?= 400
 
-.PHONY: setup browser demo test test-fast lint format bench clean
+.PHONY: setup lock browser demo test test-fast lint format bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# requirements.lock pins every dependency (`make lock` writes it); mifg itself goes in editable, no deps.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
 	test -x $(PY) || uv venv -q -p python3 $(VENV)
-	uv pip install -q -p $(PY) "$(TORCH)" -e ".[all,test]"
+	uv pip install -q -p $(PY) -r requirements.lock "$(TORCH)"
+	uv pip install -q -p $(PY) --no-deps -e .
 	touch $@
+
+# Re-resolve the pins (after a dependency change in pyproject.toml) for CPython 3.11 on Linux x86-64.
+# torch is resolved from the local CPU wheel (so no CUDA packages) and written as torch==2.13.0, which
+# that wheel (2.13.0+cpu) satisfies; `make setup` installs the wheel by path.
+lock:
+	echo "torch==2.13.0" | uv pip compile -q pyproject.toml - --extra all --extra test \
+		--find-links /opt/wheels --custom-compile-command "make lock" -o requirements.lock
+	sed -i 's/^torch==2\.13\.0+cpu$$/torch==2.13.0/' requirements.lock
 
 # Debian's chromium drives the browser tests (playwright's own browser download is not used).
 browser:

@@ -112,6 +112,8 @@ def users_add(
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin is None or not sys.stdin.isatty():
+        raise ConfigError("no terminal to ask the password on: pipe it in with --password-stdin")
     else:
         password = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
     existed = add_user(users, name, password)

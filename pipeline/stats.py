@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from pipeline.difficulty import format_card, run_difficulty
 from pipeline.graph import failure_code
 from pipeline.item_store import ItemRecord, ItemStore
 from pipeline.run_config import REJECTED, RUN_JSON, STATE
@@ -133,6 +134,7 @@ def collect_stats(run_dir: str | Path) -> dict[str, Any]:
         "skipped_inputs": dict(Counter(s.reason for s in skipped.values()).most_common()),
         "pool": pool,
         "shards": shards,
+        "difficulty": run_difficulty(run_dir),  # naive solvers on (at most 2000 of) the accepted shards
     }
 
 
@@ -184,4 +186,6 @@ def format_stats(st: dict[str, Any]) -> str:
         f"shards: accepted {st['shards']['accepted']['rows']} rows in {st['shards']['accepted']['files']} files,"
         f" rejected {st['shards']['rejected']['rows']} rows in {st['shards']['rejected']['files']} files",
     ]
+    if "difficulty" in st:
+        lines += ["", format_card(st["difficulty"])]
     return "\n".join(lines)

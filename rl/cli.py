@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option(None, "--config", help="TOML file of TrainConfig fields (see rl/config.py)."),
         resume: bool = typer.Option(False, "--resume", help="Continue RUN/ckpt exactly where it stopped."),
         steps: int = typer.Option(None, "--steps", help="Training steps (overrides the config)."),
-        seed: int = typer.Option(None, "--seed"),
+        seed: int = typer.Option(None, "--seed", help="Run seed (overrides the config)."),
         eval_data: str = typer.Option(None, "--eval-data", help="Separate evaluation set."),
         sets: list[str] = typer.Option([], "--set", help="Override any field: --set loss.kl_coef=0.01 (repeatable)."),
         no_tools: bool = typer.Option(False, "--no-tools", help="Ablation: disable both tools."),

@@ -3,6 +3,7 @@
 from schemas.arrow import row_to_sample, sample_arrow_schema, sample_to_row, samples_to_table, table_to_samples
 from schemas.sample import (
     LETTERS,
+    NEUTRAL_ROLE,
     SCHEMA_VERSION,
     Box,
     CriticVerdict,
@@ -19,11 +20,13 @@ from schemas.sample import (
     VerifierVerdict,
     content_id,
     image_entry,
+    image_file_name,
     option_letter,
 )
 
 __all__ = [
     "LETTERS",
+    "NEUTRAL_ROLE",
     "SCHEMA_VERSION",
     "Box",
     "CriticVerdict",
@@ -40,6 +43,7 @@ __all__ = [
     "VerifierVerdict",
     "content_id",
     "image_entry",
+    "image_file_name",
     "option_letter",
     "row_to_sample",
     "sample_arrow_schema",

@@ -19,6 +19,9 @@ SCHEMA_VERSION = 1
 LETTERS = "ABCDEFGHIJ"
 MIN_IMAGES = 2
 MAX_IMAGES = 8
+NEUTRAL_ROLE = ""
+"""The `ImageMeta.role` of every image of a sample as stored and exported (see `ImageMeta`)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class TaskType(str, Enum):
@@ -30,6 +33,12 @@ class TaskType(str, Enum):
     ODD_ONE_OUT = "odd_one_out"  # which image is not like the others
     ATTRIBUTE_COMPARE = "attribute_compare"  # compare an attribute (colour, size) of a detail
     SAME_SOURCE = "same_source"  # are these related photos the same scene / which matches
+    WHICH_UNCHANGED = "which_unchanged"  # which image is the only one without a change
+    COUNT_CHANGES = "count_changes"  # how many separate local changes between two shots
+    CHANGE_KIND = "change_kind"  # what happened: added / removed / recoloured / moved / nothing
+    MATCHING_PAIR = "matching_pair"  # which two images show exactly the same content
+    CROP_MATCH = "crop_match"  # which close-up is an unaltered part of image 1
+    ZOOM_LOCATE = "zoom_locate"  # where in a close-up of image 1 is the change
 
 
 class Domain(str, Enum):
@@ -67,7 +76,13 @@ class SampleImage(_Model):
 
 
 class ImageMeta(_Model):
-    """Metadata of one image of a sample, parallel to `Sample.images`."""
+    """Metadata of one image of a sample, parallel to `Sample.images`.
+
+    `role` is neutral: always `NEUTRAL_ROLE` ("") in samples the pipeline writes, and blanked by the
+    export for older shards that still carry one. A role such as "original" or "variant:recolor"
+    names the edited image and the edit, i.e. the answer, so the per-image roles are kept only in
+    the construction record (`Provenance.construction`, key "image_roles"), never next to the image.
+    """
 
     sha256: str  # of the encoded bytes
     width: int = Field(gt=0)
@@ -75,7 +90,7 @@ class ImageMeta(_Model):
     source: str  # id of the source photo ("skimage:coffee", "dir:cats/01.jpg"); splits group on it
     phash: str  # imagehash.phash hex string
     license: str = "unknown"
-    role: str = ""  # e.g. "original", "variant:recolor"; free text for humans
+    role: str = ""  # NEUTRAL_ROLE; the real per-image roles live in Provenance.construction["image_roles"]
 
 
 class Box(_Model):
@@ -132,14 +147,23 @@ class CriticVerdict(_Model):
 
 
 class Provenance(_Model):
-    """How a sample was made: backend, model, prompts, seed and every agent's verdict."""
+    """How a sample was made: backend, model, prompts, seed and every agent's verdict.
+
+    `construction` is the ground truth of how the images were made (which image was edited, by
+    which edit, where, from which source photo; plus "image_roles", the role of each image in
+    order). It is for auditing and checking answers only and must never be shown to a model: no
+    prompt, tool argument or model-readable column may be built from it. Exports carry it only
+    inside `provenance`.
+    """
 
     backend: str  # "offline" | "openai"
     model: str = ""  # model name for the LLM backend, "" offline
     prompt_version: str = ""
     seed: int = 0
     run_id: str = ""
-    construction: str = "{}"  # JSON: the pairer's record (edit kind, target image, region, ...)
+    # JSON: the pairer's record (edit kind, target image, region, image_roles, ...). Audit-only ground
+    # truth: never shown to a model (see the class docstring).
+    construction: str = "{}"
     verifier: VerifierVerdict = Field(default_factory=VerifierVerdict)
     critic: CriticVerdict = Field(default_factory=CriticVerdict)
     revisions: int = 0
@@ -237,7 +261,17 @@ def image_entry(
     """The `images` entry and `image_meta` entry of encoded image bytes (sha256 computed unless given)."""
     sha = sha256 or hashlib.sha256(data).hexdigest()
     meta = ImageMeta(sha256=sha, width=width, height=height, source=source, phash=phash, license=license, role=role)
-    return SampleImage(bytes=data, path=path or f"{sha[:16]}.png"), meta
+    return SampleImage(bytes=data, path=path or image_file_name(sha)), meta
+
+
+def image_file_name(sha256: str, suffix: str = ".png") -> str:
+    """Content-hashed file name of an image: 16 hex digits of its sha256 plus an image suffix.
+
+    Names carry nothing but the content hash, never words like "variant" or "edited" that would
+    tell which image was changed; an unknown `suffix` becomes ".png".
+    """
+    suffix = suffix.lower()
+    return f"{sha256[:16]}{suffix if suffix in IMAGE_SUFFIXES else '.png'}"
 
 
 def content_id(sample: Sample) -> str:

@@ -3,7 +3,11 @@
 `build_offline_agents()` is the entry point the pipeline uses. Options (all optional):
   related_rate  share of items made from related photo pairs when the pool has any (0.12)
   max_images    largest image set the pairer makes, 3 or 4 (4)
-  kinds         edit kinds the pairer may use (default: all of `EDIT_KINDS`); the opt-in kind
+  families      task families of the default sets (default: all ten of `scene_sets.BUILDERS`)
+  twin_rate     share of sets that are unanswerable twins ("none of them", "no difference"; 0.15)
+  cap_answer, cap_question  accepted samples per (photo, family, answer) (3) and per question string (40)
+  kinds         edit kinds (default: the natural edits `NATURAL_KINDS`); the drawn kinds of
+                `EDIT_KINDS` (recolor, paste_shape, ...) are opt-in, as is
                 "fine_texture" (`OPT_IN_KINDS`) makes zoom-only texture sets, e.g. kinds=["fine_texture"]
   tau, min_px   pixel-difference threshold (0-255) and the fewest changed pixels that count
   image_side    side of fine_texture images, an even multiple of the thumbnail side (default: from the photo)
@@ -16,19 +20,33 @@ from __future__ import annotations
 from typing import Any
 
 from agents.base import AgentSet
-from agents.offline.critic import OfflineCritic
+from agents.offline.critic import CAP_ANSWER, CAP_QUESTION, OfflineCritic
 from agents.offline.edits import EDIT_KINDS, OPT_IN_KINDS
+from agents.offline.natural_edits import NATURAL_KINDS
 from agents.offline.pairer import OfflinePairer
 from agents.offline.pixel_solver import MIN_PX, TAU
 from agents.offline.reasons import REASON_CODES
+from agents.offline.scene_sets import BUILDERS
 from agents.offline.verifier import OfflineVerifier
 from agents.offline.writer import OfflineWriter
 from schemas.errors import ConfigError
 
-PROMPT_VERSION = "offline-v1"
+PROMPT_VERSION = "offline-v2"
 """Recorded in provenance; bump when a change alters what the offline agents produce."""
 
-_KNOWN = {"related_rate", "max_images", "kinds", "tau", "min_px", "image_side", "thumbnail_side"}
+_KNOWN = {
+    "related_rate",
+    "max_images",
+    "kinds",
+    "tau",
+    "min_px",
+    "image_side",
+    "thumbnail_side",
+    "families",
+    "twin_rate",
+    "cap_answer",
+    "cap_question",
+}
 
 
 def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
@@ -37,8 +55,16 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
     unknown = sorted(set(opts) - _KNOWN)
     if unknown:
         raise ConfigError(f"unknown offline agent option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
-    kinds = tuple(opts.get("kinds", EDIT_KINDS))
-    known_kinds = EDIT_KINDS + OPT_IN_KINDS
+    kinds = tuple(opts.get("kinds", NATURAL_KINDS))
+    known_kinds = NATURAL_KINDS + EDIT_KINDS + OPT_IN_KINDS
+    families = tuple(opts.get("families", tuple(BUILDERS)))
+    if not families or any(f not in BUILDERS for f in families):
+        raise ConfigError(
+            f"offline option 'families' must be a non-empty subset of {', '.join(BUILDERS)}; got {families}"
+        )
+    twin_rate = float(opts.get("twin_rate", 0.15))
+    if not 0.0 <= twin_rate <= 1.0:
+        raise ConfigError(f"offline option 'twin_rate' must be in [0, 1]; got {twin_rate}")
     bad = [k for k in kinds if k not in known_kinds]
     if bad or not kinds:
         raise ConfigError(f"offline option 'kinds' must be a non-empty subset of {', '.join(known_kinds)}; got {kinds}")
@@ -61,10 +87,18 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
             kinds=kinds,
             image_side=image_side,
             thumbnail_side=thumb,
+            families=families,
+            twin_rate=twin_rate,
         ),
         writer=OfflineWriter(),
         verifier=OfflineVerifier(tau=tau, min_px=min_px),
-        critic=OfflineCritic(tau=tau, min_px=min_px, thumbnail_side=thumb),
+        critic=OfflineCritic(
+            tau=tau,
+            min_px=min_px,
+            thumbnail_side=thumb,
+            cap_answer=int(opts.get("cap_answer", CAP_ANSWER)),
+            cap_question=int(opts.get("cap_question", CAP_QUESTION)),
+        ),
         backend="offline",
         model="",
         prompt_version=PROMPT_VERSION,

@@ -25,6 +25,7 @@ from agents.base import AgentContext, Draft, ImageSet
 from agents.offline.pixel_solver import MIN_PX, TAU, Solution
 from agents.offline.reasons import REASON_CODES
 from agents.offline.regions import parse_region
+from agents.offline.scene_solver import _is_none
 from agents.offline.verifier import WEAK_PX, measure
 from schemas import LETTERS, CriticVerdict, TaskType, TokenUsage, VerifierVerdict
 
@@ -33,7 +34,9 @@ THUMB_MARGIN = 0.5  # a thumbnail answer this clear-cut counts as "answerable at
 THUMB_MIN_PX = 1  # on a thumbnail, one clearly changed pixel is already a visible blip
 POSITION_MIN_SAMPLES = 30  # judge answer-letter balance only after this many accepted samples
 POSITION_SLACK = 0.2  # a letter may exceed its fair share 1/k by this much
-LOCATION_GRID = 8  # duplicate keys place the difference on an 8x8 grid
+LOCATION_GRID = 8
+CAP_ANSWER = 3  # accepted samples per (source photo, family, answer text)
+CAP_QUESTION = 40  # accepted samples per exact question string  # duplicate keys place the difference on an 8x8 grid
 
 __all__ = ["REASON_CODES", "OfflineCritic", "duplicate_key", "length_outlier"]
 
@@ -63,6 +66,16 @@ def duplicate_key(images: ImageSet, draft: Draft, sol: Solution) -> str:
     return "offline:" + hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def _cap_key(ctx: AgentContext, base: str, cap: int) -> str | None:
+    """The first free one of `cap` numbered keys for `base`, or None when all are taken (cap reached)."""
+    digest = hashlib.sha256(base.encode()).hexdigest()[:24]
+    for i in range(cap):
+        key = f"{digest}#{i}"
+        if not ctx.registry.seen(key):
+            return key
+    return None
+
+
 def _verdict(verdict: str, items: list[tuple[str, str]]) -> CriticVerdict:
     return CriticVerdict(
         verdict=verdict,  # type: ignore[arg-type]
@@ -75,8 +88,15 @@ class OfflineCritic:
     """Critic agent: pixel re-checks at full and thumbnail resolution, text-only bias checks, dedup."""
 
     def __init__(
-        self, tau: int = TAU, min_px: int = MIN_PX, thumb_min_px: int = THUMB_MIN_PX, thumbnail_side: int | None = None
+        self,
+        tau: int = TAU,
+        min_px: int = MIN_PX,
+        thumb_min_px: int = THUMB_MIN_PX,
+        thumbnail_side: int | None = None,
+        cap_answer: int = CAP_ANSWER,
+        cap_question: int = CAP_QUESTION,
     ) -> None:
+        self.cap_answer, self.cap_question = cap_answer, cap_question
         self.tau, self.min_px, self.thumb_min_px = tau, min_px, thumb_min_px
         self.thumbnail_side = thumbnail_side  # overrides ctx.thumbnail_side, e.g. a small policy's overview size
         self._lock = threading.Lock()
@@ -97,6 +117,8 @@ class OfflineCritic:
         if not verdict.agrees:
             said = verdict.answer or "no answer"
             return _verdict("reject", [("verifier_disagrees", f"the verifier answered {said}, not {draft.answer}")])
+        if images.kind == "scene":
+            return self._scene(images, draft, ctx)
         full = measure(images, draft, tau=self.tau, min_px=self.min_px)
         if full.answer != answer:
             return _verdict("reject", [("verifier_disagrees", f"the pixels do not single out {draft.answer}")])
@@ -122,6 +144,36 @@ class OfflineCritic:
             return _verdict("revise", revise)
         self.note_accepted(len(draft.options), answer)
         ctx.registry.add(key)
+        return CriticVerdict(verdict="accept", reasons=[], feedback="")
+
+    def _scene(self, images: ImageSet, draft: Draft, ctx: AgentContext) -> CriticVerdict:
+        """Default families: full-resolution answer, glance view, caps, letter balance."""
+        answer = LETTERS.index(draft.answer)
+        text = draft.options[answer]
+        full = measure(images, draft)
+        if full.answer != answer:
+            return _verdict("reject", [("verifier_disagrees", f"the pixels do not single out {draft.answer}")])
+        twin = _is_none(text) or text.strip() == "0"
+        if not twin and full.strength < WEAK_PX:
+            return _verdict("reject", [("weak_evidence", f"only {full.strength} pixels differ")])
+        if not twin:  # a twin's "nothing there" is what any blurred look says: the glance view proves nothing
+            g = measure(images, draft, glance=True)
+            if g.answer == answer:
+                return _verdict("reject", [("glance_solvable", f"answerable on the glance view ({g.notes})")])
+        family = str(images.construction.get("family", draft.task_type.value))
+        source = images.images[0].source
+        answer_key = _cap_key(ctx, f"cap:{source}:{family}:{text.lower()}", self.cap_answer)
+        if answer_key is None:
+            return _verdict("reject", [("cap_photo_family_answer", f"{self.cap_answer} accepted already")])
+        question_key = _cap_key(ctx, f"capq:{' '.join(draft.question.lower().split())}", self.cap_question)
+        if question_key is None:
+            return _verdict("reject", [("cap_question", f"{self.cap_question} accepted already")])
+        letter_note = self._position_bias(len(draft.options), answer)
+        if letter_note:
+            return _verdict("revise", [("answer_position_bias", letter_note)])
+        self.note_accepted(len(draft.options), answer)
+        ctx.registry.add(answer_key)
+        ctx.registry.add(question_key)
         return CriticVerdict(verdict="accept", reasons=[], feedback="")
 
     def note_accepted(self, n_options: int, answer_index: int) -> None:

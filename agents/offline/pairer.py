@@ -1,4 +1,10 @@
-"""The offline image pairer: 2-4-image sets with one controlled fine-grained difference.
+"""The offline image pairer: image sets of real photos whose answer is known by construction.
+
+By default (`kinds` = the natural edits) it makes the task families of `scene_sets`: every image its
+own shot of the photo, natural edits, close-ups; photos are drawn with weight growing with their
+size (a small photo has no zoom regime: its glance view is the photo itself). The rest of this
+module is the opt-in drawn kinds ("recolor", "paste_shape", ...) of earlier versions, which lay out
+pixel copies of one photo and are never used unless asked for by `kinds`:
 
 From a real photo of the pool it makes one edited variant (a detail recoloured, a mark or patch
 pasted, a detail erased or shifted; see `edits`) and lays out copies of the photo and of the
@@ -30,13 +36,14 @@ from agents.offline.edits import (
     Edit,
     Rect,
     make_edit,
-    paste_shape,
-    recolor,
     texture_cell,
 )
+from agents.offline.natural_edits import NATURAL_KINDS, natural_edit
 from agents.offline.pixel_solver import TAU
 from agents.offline.pixels import diff_map, normalised_box, pixels, remember
 from agents.offline.regions import Region
+from agents.offline.scene_sets import BUILDERS, NoSet, SceneBuilder
+from agents.offline.view import GLANCE_PIXELS
 from schemas import TaskType, TokenUsage
 
 EDIT_TASKS = (
@@ -90,10 +97,13 @@ class OfflinePairer:
         self,
         related_rate: float = 0.12,
         max_images: int = 4,
-        kinds: tuple[str, ...] = EDIT_KINDS,
+        kinds: tuple[str, ...] = NATURAL_KINDS,
         image_side: int | None = None,
         thumbnail_side: int | None = None,
+        families: tuple[str, ...] = tuple(BUILDERS),
+        twin_rate: float = 0.15,
     ) -> None:
+        self.families, self.twin_rate = families, twin_rate
         self.related_rate = related_rate
         self.max_images = max_images
         self.kinds = kinds
@@ -114,10 +124,32 @@ class OfflinePairer:
             return self._fine_texture(rng, ctx, rng.randrange(len(photos)))
         if ctx.pool.related and rng.random() < self.related_rate:
             return self._related(rng, ctx)
+        natural = tuple(k for k in self.kinds if k in NATURAL_KINDS)
+        if natural:
+            return self._scene(rng, ctx, natural)
         colour_kinds = any(k in COLOUR_KINDS for k in self.kinds)
         task = rng.choice([t for t in EDIT_TASKS if colour_kinds or t not in _COLOUR_TASKS])
         index = rng.randrange(len(photos))
         return self._edited(rng, ctx, task, index)
+
+    def _scene(self, rng: random.Random, ctx: AgentContext, kinds: tuple[str, ...]) -> ImageSet:
+        """A default-family set; another photo / family is tried when one cannot make it."""
+        photos = ctx.pool.photos
+        # weight ~ photo area over four glance views, floored: small photos are drawn rarely
+        weights = [min(1.0, max(0.04, p.width * p.height / (4 * GLANCE_PIXELS))) for p in photos]
+        last: Exception | None = None
+        for _ in range(8):
+            index = rng.choices(range(len(photos)), weights)[0]
+            family = rng.choice(self.families)
+            try:
+                builder = SceneBuilder(ctx, photos[index], rng, kinds, self.twin_rate)
+                images = BUILDERS[family](builder)
+            except NoSet as e:
+                last = e
+                continue
+            images.construction["photo_index"] = index
+            return images
+        raise ValueError(f"could not make a set from the drawn photos ({last})")
 
     def _store(self, ctx: AgentContext, like: ImageRef, edit: Edit) -> ImageRef:
         ref = store_image(
@@ -247,8 +279,12 @@ class OfflinePairer:
         h, w = img.shape[:2]
         scale = max(1.0, max(h, w) / (self.thumbnail_side or ctx.thumbnail_side))
         within = _area(h, w, RELATED_EDGE)
-        make = paste_shape if rng.random() < 0.6 else recolor
-        edit = make(img, rng, scale, within)
+        side = max(10, round((0.002 * h * w) ** 0.5))
+        edit = None
+        for kind in ("added", "removed", "added"):
+            edit = natural_edit(kind, img, rng, side, within)
+            if edit is not None:
+                break
         if edit is None:
             raise ValueError("could not make a visible edit of this photo")
         edited_ref = self._store(ctx, cand, edit)

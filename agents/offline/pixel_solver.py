@@ -359,6 +359,24 @@ def _same_source(g: _Groups, draft: Draft) -> Solution:
     return Solution(pick, scores, int(m.sum()), _box(m), note)
 
 
+def _copies(arrays: list[np.ndarray]) -> bool:
+    """Whether two images of the set are pixel copies apart from a small area (the opt-in drawn kinds)."""
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            a, b = arrays[i], arrays[j]
+            if a.shape == b.shape and float((diff_map(a, b) > 0).mean()) < 0.05:
+                return True
+    return False
+
+
+def _legacy_text(draft: Draft) -> bool:
+    """Questions only the opt-in kinds ask: a checkerboard, a named colour, a related shot."""
+    q = draft.question.lower()
+    if "checkerboard" in q or draft.task_type in (TaskType.ATTRIBUTE_COMPARE, TaskType.SAME_SOURCE):
+        return True
+    return draft.task_type == TaskType.COUNT_ACROSS and find_colour_name(draft.question) is not None
+
+
 _SOLVERS = {
     TaskType.WHICH_DIFFERS: _which_differs,
     TaskType.ODD_ONE_OUT: _odd_one_out,
@@ -370,13 +388,25 @@ _SOLVERS = {
 
 
 def solve(
-    arrays: list[np.ndarray], draft: Draft, *, tau: int = TAU, min_px: int = MIN_PX, relaxed: bool = False
+    arrays: list[np.ndarray],
+    draft: Draft,
+    *,
+    tau: int = TAU,
+    min_px: int = MIN_PX,
+    relaxed: bool = False,
+    min_frac: float | None = None,
 ) -> Solution:
     """Answer `draft` from `arrays` (one (H, W, 3) uint8 array per image, in order).
 
     `relaxed` (the critic on thumbnails) names colours by the direction pixels moved rather than by
     the colour they reached, because a thumbnail mixes a small mark with its surroundings.
     """
+    if not _copies(arrays) and not _legacy_text(draft):
+        from agents.offline.scene_solver import solve_scene
+
+        scene = solve_scene(arrays, draft, min_frac=min_frac)
+        if scene is not None:
+            return scene
     solver = _SOLVERS.get(draft.task_type)
     if solver is None:
         return _none(len(draft.options), f"no pixel method for {draft.task_type.value}")

@@ -18,6 +18,9 @@ REASON_CODES: dict[str, tuple[str, str]] = {
     "option_length_bias": ("revise", "the answer option's length stands out: answerable without images"),
     "answer_position_bias": ("revise", "the answer's letter is over-represented among accepted samples"),
     "near_duplicate": ("reject", "same images, task, answer and place as an accepted sample"),
+    "glance_solvable": ("reject", "the pixel method answers correctly on the glance view (no zoom): not fine-grained"),
+    "cap_photo_family_answer": ("reject", "enough accepted samples already share this photo, family and answer"),
+    "cap_question": ("reject", "enough accepted samples already ask this exact question"),
 }
 
 _CODE = re.compile(r"\b(" + "|".join(REASON_CODES) + r")\b")

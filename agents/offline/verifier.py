@@ -13,6 +13,8 @@ from collections import OrderedDict
 from agents.base import AgentContext, Draft, ImageSet
 from agents.offline.pixel_solver import MIN_PX, TAU, Solution, solve
 from agents.offline.pixels import pixels, thumbnail
+from agents.offline.view import GLANCE_MIN_FRACTION
+from agents.offline.view import glance as glance_view
 from schemas import LETTERS, TokenUsage, VerifierVerdict
 
 WEAK_PX = 10  # fewer changed full-resolution pixels than this is too little to stand behind
@@ -27,6 +29,7 @@ def measure(
     draft: Draft,
     *,
     side: int | None = None,
+    glance: bool = False,
     tau: int = TAU,
     min_px: int = MIN_PX,
     relaxed: bool = False,
@@ -35,13 +38,17 @@ def measure(
 
     Memoised on image hashes + draft, so the critic re-uses the verifier's full-resolution work.
     """
-    key = (tuple(r.sha256 for r in images.images), draft.model_dump_json(), side, tau, min_px, relaxed)
+    key = (tuple(r.sha256 for r in images.images), draft.model_dump_json(), side, glance, tau, min_px, relaxed)
     with _SOLVED_LOCK:
         hit = _SOLVED.get(key)
     if hit is not None:
         return hit
-    arrays = [pixels(r) if side is None else thumbnail(r, side) for r in images.images]
-    sol = solve(arrays, draft, tau=tau, min_px=min_px, relaxed=relaxed)
+    if glance:  # the view a VLM gets without zooming (agents.offline.view)
+        arrays = [glance_view(pixels(r)) for r in images.images]
+    else:
+        arrays = [pixels(r) if side is None else thumbnail(r, side) for r in images.images]
+    extra = {"min_frac": GLANCE_MIN_FRACTION} if glance else {}
+    sol = solve(arrays, draft, tau=tau, min_px=min_px, relaxed=relaxed, **extra)
     with _SOLVED_LOCK:
         _SOLVED[key] = sol
         while len(_SOLVED) > _SOLVED_ITEMS:

@@ -60,11 +60,12 @@ TEMPLATES: dict[str, list[str]] = {
         "Look for the small change from image {i} to image {j}. What colour does the changed detail have in image {j}?",
     ],
     "same_clean": [
-        "Images 2 and 3 show the scene of image 1 in another shot, and one of them has a small added mark. "
-        "Which one shows the scene with nothing added?",
+        "Images 2 and 3 show the scene of image 1 in another shot, and one of them was altered in a small detail. "
+        "Which one shows the scene with nothing added or removed?",
     ],
     "same_edited": [
-        "Images 2 and 3 show the scene of image 1 in another shot. Which one has a small mark that is not in image 1?",
+        "Images 2 and 3 show the scene of image 1 in another shot. Which one was altered in a small detail, so that "
+        "it no longer matches image 1?",
     ],
 }
 
@@ -403,6 +404,10 @@ class OfflineWriter:
 
     def write_sync(self, images: ImageSet, *, seed: int, feedback: list[str], attempt: int = 0) -> Draft:
         """Synchronous body of `write`."""
+        if images.construction.get("version") == 2:
+            from agents.offline.scene_writer import write_scene
+
+            return write_scene(images, seed, list(feedback) + ["revise"] * max(0, attempt - len(feedback)))
         rounds = list(feedback)
         if attempt > len(rounds):  # a revision without recorded feedback still has to change something
             rounds += ["revise"] * (attempt - len(rounds))

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.difficulty import markdown_card
 from pipeline.export.facts import ExportFacts
 from pipeline.export.splits import SPLITS
 
@@ -81,9 +82,11 @@ def render(
         header["dataset_info"] = dataset_info
     yaml_text = yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000)
 
-    verified = "accepted or edited by a human annotator in the `mifg review` app"
+    # worded without "edited" (the review status): the card must not read like how the images were made
+    verified = "accepted by a human annotator in the `mifg review` app, as written or after a correction"
+    statuses = dict(sorted(facts.statuses.items()))
     status_line = (
-        f"**Unverified candidates are included** (`--include-unverified`): statuses {dict(facts.statuses)}."
+        f"**Unverified candidates are included** (`--include-unverified`): statuses {statuses}."
         if facts.include_unverified and facts.statuses.get("candidate")
         else f"Every sample was {verified}."
     )
@@ -131,11 +134,28 @@ Derived images (crops, edits) keep the licence of their source photo.
 
 {_table(facts, facts.by_domain, facts.domains, "domain")}
 
+## Difficulty: naive solvers
+
+{_difficulty(facts)}
+
 ## Files and how to load them
 
 {usage.strip()}
 """
     return f"---\n{yaml_text}---\n\n{body}"
+
+
+def _difficulty(facts: ExportFacts) -> str:
+    card = facts.difficulty.card()
+    of = f"{card['samples']} of {card['of']}" if card["of"] > card["samples"] else f"all {card['samples']}"
+    return f"""Accuracy of naive solvers on {of} exported samples, per task type; chance is 1 / number of
+options, averaged. A fine-grained sample should defeat all four (`pipeline/difficulty.py`):
+`answer_prior` sees only the question and options (the most frequent correct answer text among the
+other samples of the task type), `thumbnail` is the pixel solver on the downscaled glance views,
+`plain_subtraction` differences the full-resolution images without registration or exposure
+correction, and `single_image` looks for a local anomaly in one image at a time.
+
+{markdown_card(card)}"""
 
 
 def _indent(text: str, spaces: int = 2) -> str:

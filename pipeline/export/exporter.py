@@ -1,7 +1,8 @@
 """Run one export: choose samples, check contamination, split, write a format, install atomically.
 
-    scan store (pass 1) -> contamination check -> plan splits -> stream samples into a format
-    writer (pass 2) -> splits.json / contamination.json / export.json -> rename into --out
+    scan store (pass 1) -> contamination check -> plan splits -> stream samples, neutralised and in
+    sample-id order, into a format writer (pass 2) -> splits.json / contamination.json / export.json
+    -> rename into --out
 
 Everything is written into a hidden staging folder next to --out and renamed into place at the
 end, so --out is either the previous export or the complete new one, never half of each.
@@ -22,7 +23,7 @@ from pipeline.export.facts import ExportFacts
 from pipeline.export.hf_format import HfWriter
 from pipeline.export.lmms_eval_format import LmmsEvalWriter
 from pipeline.export.splits import SPLITS, SplitItem, SplitPlan, plan_splits
-from pipeline.export.store_reader import iter_chosen, scan_store
+from pipeline.export.store_reader import iter_sorted, scan_store
 from pipeline.export.trl_format import TrlWriter
 from pipeline.export.verl_format import VerlWriter
 from pipeline.export.vlmevalkit_format import VlmevalkitWriter
@@ -175,7 +176,9 @@ def run_export(cfg: ExportConfig, progress: Callable[[str], None] | None = _stde
             facts.skipped["contaminated"] = len(contamination_json["excluded_samples"])
         say(f"contamination: {len(hits)} hits against {len(index.files)} benchmark images")
     excluded = {h.sample_id for h in hits}
-    chosen = [it for it in scan.items if it.id not in excluded]
+    # Sample-id order from here on (split plan, rows of every split): the export does not depend on
+    # how the same samples were spread over shards.
+    chosen = sorted((it for it in scan.items if it.id not in excluded), key=lambda it: it.id)
     if not chosen:
         raise InputError(f"{cfg.store}: every sample was excluded by the contamination check")
 
@@ -188,6 +191,7 @@ def run_export(cfg: ExportConfig, progress: Callable[[str], None] | None = _stde
     for s in SPLITS:
         facts.groups[s] = sum(1 for ids in plan.groups.values() if plan.split_of[ids[0]] == s)
 
+    facts.difficulty.select(it.id for it in chosen)  # the card's solved subset, fixed before the samples stream
     out = cfg.out
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -195,7 +199,7 @@ def run_export(cfg: ExportConfig, progress: Callable[[str], None] | None = _stde
     try:
         writer = FORMATS[cfg.fmt](staging, out)
         index_in = dict.fromkeys(SPLITS, 0)
-        for n, sample in enumerate(iter_chosen(chosen), 1):
+        for n, sample in enumerate(iter_sorted(chosen, staging / ".spill"), 1):
             split = plan.split_of[sample.id]
             writer.add(split, index_in[split], sample)
             index_in[split] += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pipeline.difficulty import DifficultyTally
 from pipeline.export.splits import SPLITS
 from schemas import Sample
 
@@ -32,6 +33,7 @@ class ExportFacts:
     groups: dict[str, int] = field(default_factory=dict)  # split -> source groups
     contamination: dict | None = None  # summary when a check ran
     skipped: Counter = field(default_factory=Counter)
+    difficulty: DifficultyTally = field(default_factory=DifficultyTally)  # naive solvers, for the card
     _sources_seen: set[str] = field(default_factory=set)
 
     def add(self, split: str, sample: Sample) -> None:
@@ -39,6 +41,7 @@ class ExportFacts:
         self.by_task[split][sample.task_type.value] += 1
         self.by_domain[split][sample.domain.value] += 1
         self.images_per_sample[len(sample.images)] += 1
+        self.difficulty.add(sample)
         for meta in sample.image_meta:
             if meta.source not in self._sources_seen:
                 self._sources_seen.add(meta.source)

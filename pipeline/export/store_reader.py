@@ -1,14 +1,23 @@
 """Read a shard store for export: pick the verified samples, count and report everything else.
 
 Two passes over the shards, one shard in memory at a time: `scan_store` validates every row and
-keeps only light facts (ids, sources, task types, and optionally perceptual hashes); `iter_chosen`
-re-reads the shards and yields the chosen samples in store order. A bad row or an unreadable shard
-is one warning line naming the file and row, counted, and never stops the export.
+keeps only light facts (ids, sources, task types, sizes, and optionally perceptual hashes);
+`iter_sorted` re-reads the shards and yields the chosen samples in sample-id order, so an export
+does not depend on how the samples were spread over shards (`iter_chosen`: the same in store order).
+A bad row or an unreadable shard is one warning line naming the file and row, counted, and never
+stops the export.
+
+Every sample leaves this module neutralised (`neutralise`): no image role and content-hashed image
+file names, also for shards written before the pipeline stopped storing roles.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import pickle
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,9 +27,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.shard_store import shard_paths
-from schemas import Sample, Status, row_to_sample
+from schemas import NEUTRAL_ROLE, Sample, Status, image_file_name, row_to_sample
 
 VERIFIED = (Status.ACCEPTED, Status.EDITED)
+SPILL_BUCKET_BYTES = 256 << 20  # id-ordered second pass: at most about this much image data in memory
+_ROW_OVERHEAD = 4096  # bytes counted per sample on top of its images (text, metadata, Python objects)
 
 
 @dataclass
@@ -34,6 +45,7 @@ class ScanItem:
     task_type: str
     image_sha256: tuple[str, ...]
     phashes: tuple[int, ...] = ()
+    nbytes: int = 0  # encoded image bytes of the sample (sizes the buckets of `iter_sorted`)
 
 
 @dataclass
@@ -124,6 +136,7 @@ def scan_store(
                     task_type=sample.task_type.value,
                     image_sha256=tuple(m.sha256 for m in sample.image_meta),
                     phashes=phashes,
+                    nbytes=sum(len(img.bytes) for img in sample.images),
                 )
             )
         if progress:
@@ -131,12 +144,80 @@ def scan_store(
     return result
 
 
+def neutralise(sample: Sample) -> Sample:
+    """`sample` with nothing next to its images that tells how they were made (changed in place).
+
+    Every `image_meta.role` becomes NEUTRAL_ROLE; roles an older shard still carries move into the
+    audit-only construction record as "image_roles" (unless it has them already). Every image file
+    name becomes its content hash (`image_file_name` of the sha256 of its bytes), whatever the shard
+    called it ("variant.png", "edited_2.jpg", ...).
+    """
+    roles = [m.role for m in sample.image_meta]
+    if any(r != NEUTRAL_ROLE for r in roles):
+        try:
+            record = json.loads(sample.provenance.construction or "{}")
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and "image_roles" not in record:
+            record["image_roles"] = roles
+            sample.provenance.construction = json.dumps(record, sort_keys=True, default=str)
+        for meta in sample.image_meta:
+            meta.role = NEUTRAL_ROLE
+    for img in sample.images:
+        img.path = image_file_name(hashlib.sha256(img.bytes).hexdigest(), Path(img.path).suffix)
+    return sample
+
+
 def iter_chosen(items: list[ScanItem]) -> Iterator[Sample]:
-    """The chosen samples, re-read shard by shard, in store order (second pass)."""
+    """The chosen samples, neutralised, re-read shard by shard, in store order (second pass)."""
     by_shard: dict[Path, list[int]] = {}
     for it in items:
         by_shard.setdefault(it.shard, []).append(it.row)
     for path in by_shard:  # insertion order = scan order = store order
         rows = pq.read_table(path).to_pylist()
         for i in sorted(by_shard[path]):
-            yield row_to_sample(rows[i])
+            yield neutralise(row_to_sample(rows[i]))
+
+
+def iter_sorted(items: list[ScanItem], spill_dir: Path, bucket_bytes: int | None = None) -> Iterator[Sample]:
+    """The chosen samples, neutralised, in sample-id order (second pass), whatever the shard order.
+
+    The sorted ids are cut into consecutive buckets of about `bucket_bytes` (SPILL_BUCKET_BYTES) of
+    images. When everything fits in one bucket the samples are sorted in memory; otherwise each
+    shard is read once and its samples are appended to their bucket's file under `spill_dir`, then
+    the buckets are read back one at a time, each sorted by id. Memory: one shard, then one bucket.
+    `spill_dir` is removed when the iteration ends.
+    """
+    limit = bucket_bytes or SPILL_BUCKET_BYTES
+    bucket_of: dict[str, int] = {}
+    bucket, size = 0, 0
+    for it in sorted(items, key=lambda it: it.id):
+        weight = it.nbytes + _ROW_OVERHEAD
+        if size and size + weight > limit:
+            bucket, size = bucket + 1, 0
+        bucket_of[it.id] = bucket
+        size += weight
+    if bucket == 0:
+        yield from sorted(iter_chosen(items), key=lambda s: s.id)
+        return
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for sample in iter_chosen(items):
+            # our own temporary files, read back below by this process only
+            with open(spill_dir / f"{bucket_of[sample.id]:06d}.pkl", "ab") as f:
+                pickle.dump(sample, f, protocol=pickle.HIGHEST_PROTOCOL)
+        for b in range(bucket + 1):
+            path = spill_dir / f"{b:06d}.pkl"
+            if not path.exists():
+                continue
+            samples: list[Sample] = []
+            with open(path, "rb") as f:
+                while True:
+                    try:
+                        samples.append(pickle.load(f))
+                    except EOFError:
+                        break
+            path.unlink()
+            yield from sorted(samples, key=lambda s: s.id)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)

@@ -7,14 +7,16 @@ Layout of OUT:
 
 `image` holds a JSON list of base64 strings (one per image) and `image_path` a JSON list of file
 names: VLMEvalKit's multi-image datasets parse both with `toliststr` and decode each image to
-`<LMUData>/images/<dataset>/<name>`. Option columns a sample lacks stay empty (NaN when read).
-Rows are written one at a time, so a split never sits in memory as base64.
+`<LMUData>/images/<dataset>/<name>`. Names are content hashes, so identical bytes share one file.
+Option columns a sample lacks stay empty (NaN when read). Rows are written one at a time, so a split
+never sits in memory as base64; rows are in sample-id order (the exporter streams them so).
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import IO
@@ -22,19 +24,19 @@ from typing import IO
 from pipeline.export import dataset_card
 from pipeline.export.facts import ExportFacts
 from pipeline.export.splits import SPLITS
-from schemas import LETTERS, Sample
+from schemas import LETTERS, Sample, image_file_name
 
 TSV_NAMES = {s: f"MIFG_QA_{s.upper()}.tsv" for s in SPLITS}
 COLUMNS = ["index", "question", *LETTERS, "answer", "image", "image_path", "category", "l2-category", "id", "split"]
 
 
 def image_names(sample: Sample) -> list[str]:
-    """Unique file names VLMEvalKit will decode the images to."""
-    names = []
-    for i, img in enumerate(sample.images):
-        ext = Path(img.path).suffix.lower() or ".png"
-        names.append(f"{sample.id[:16]}_{i + 1}{ext}")
-    return names
+    """File names VLMEvalKit will decode the images to: content hashes of their bytes.
+
+    One name always means the same bytes (VLMEvalKit decodes a name once and reuses the file), and a
+    name says nothing about the image but its content.
+    """
+    return [image_file_name(hashlib.sha256(img.bytes).hexdigest(), Path(img.path).suffix) for img in sample.images]
 
 
 def tsv_row(sample: Sample, split: str, index: int) -> list[str | int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import importlib.util
 import io
 import json
@@ -56,9 +57,17 @@ def test_vlmevalkit_tsv(vlm, store_samples):
             assert row["answer"] == src.answer and row["answer"] in options
             assert row["question"] == src.question
             assert row["category"] == src.task_type.value and row["l2-category"] == src.domain.value
-    cells = [x for s in SPLITS for x in pd.read_csv(vlm.out / f"MIFG_QA_{s.upper()}.tsv", sep="\t")["image_path"]]
-    names = [p for x in cells for p in _toliststr(x)]
-    assert len(names) == len(set(names))  # VLMEvalKit decodes every image to img_root/<name>
+    # VLMEvalKit decodes a name once to img_root/<name> and reuses the file: one name, one content,
+    # and the name is that content's hash (nothing about which image was changed)
+    content: dict[str, bytes] = {}
+    for s in SPLITS:
+        df = pd.read_csv(vlm.out / f"MIFG_QA_{s.upper()}.tsv", sep="\t")
+        for images, paths in zip(df["image"], df["image_path"], strict=True):
+            for b64, name in zip(_toliststr(images), _toliststr(paths), strict=True):
+                data = base64.b64decode(b64)
+                assert content.setdefault(name, data) == data
+                assert name == f"{hashlib.sha256(data).hexdigest()[:16]}.png"
+    assert len(set(content.values())) == len(content)
 
 
 def _load_task(task_dir: Path) -> dict:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.export import FORMATS, ExportConfig, run_export
 from pipeline.export import hub as hub_module
+from pipeline.export.splits import SPLITS
+from pipeline.shard_store import ShardWriter
 from schemas.errors import ConfigError
 from tests.export.conftest import add_noise, make_store, tree_hashes
 
@@ -17,13 +22,27 @@ def errors(capsys) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if line.startswith("mifg: error")]
 
 
+def regenerated(samples, root, seed: int = 7, per_shard: int = 7):
+    """The same samples as another generation might store them: shuffled, other shards, another tag."""
+    samples = list(samples)
+    random.Random(seed).shuffle(samples)
+    w = ShardWriter(root, "regenerated")
+    for k in range(0, len(samples), per_shard):
+        w.write(samples[k : k + per_shard])
+    return root
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
-def test_same_input_and_seed_give_identical_bytes(fmt, store, tmp_path, mifg, capsys):
+def test_same_input_and_seed_give_identical_bytes(fmt, store, store_samples, tmp_path, mifg, capsys):
     out = tmp_path / "out"
     args = ["export", str(store), "--out", str(out), "--format", fmt, "--seed", "3", "--test-fraction", "0.2"]
     assert mifg(args) == 0
     first = tree_hashes(out)
     assert mifg([*args, "--overwrite"]) == 0  # same folder again: nothing may differ, not even the card
+    assert tree_hashes(out) == first
+    # the same samples spread over other shards in another order: rows go out sorted by id, same bytes
+    shuffled = regenerated(store_samples.values(), tmp_path / "shuffled")
+    assert mifg(["export", str(shuffled), *args[2:], "--overwrite"]) == 0
     assert tree_hashes(out) == first
     elsewhere = tmp_path / "elsewhere"
     assert mifg([*args[:3], str(elsewhere), *args[4:]]) == 0
@@ -33,6 +52,49 @@ def test_same_input_and_seed_give_identical_bytes(fmt, store, tmp_path, mifg, ca
     assert differ == ({"mifg_qa.yaml"} if fmt == "lmms-eval" else set())
     summary = capsys.readouterr().out
     assert f"mifg export: 40 samples ({fmt})" in summary and "train" in summary and "test" in summary
+
+
+def _split_ids(fmt: str, out) -> dict[str, list[str]]:
+    """Sample ids of each exported split, in file order."""
+    if fmt == "vlmevalkit":
+        return {s: list(pd.read_csv(out / f"MIFG_QA_{s.upper()}.tsv", sep="\t")["id"]) for s in SPLITS}
+    if fmt == "verl":
+        infos = {s: pq.read_table(out / f"{s}.parquet").column("extra_info").to_pylist() for s in SPLITS}
+        return {s: [info["id"] for info in infos[s]] for s in SPLITS}
+    name = "{s}-00000-of-00001.parquet" if fmt == "hf" else "{s}.parquet"
+    return {s: pq.read_table(out / "data" / name.format(s=s)).column("id").to_pylist() for s in SPLITS}
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_rows_are_in_id_order_within_each_split(fmt, exports):
+    result = exports(fmt)
+    ids = _split_ids(fmt, result.out)
+    for split, split_ids in ids.items():
+        assert split_ids and split_ids == sorted(split_ids), split
+        assert all(result.plan.split_of[i] == split for i in split_ids)
+
+
+def test_spilled_second_pass_gives_the_same_bytes(store, store_samples, tmp_path, monkeypatch):
+    """A store too big to sort in memory goes through id-range buckets on disk: same export, no leftovers."""
+    from pipeline.export import store_reader
+
+    cfg = dict(fmt="verl", test_fraction=0.25, seed=1)
+    run_export(ExportConfig(store=store, out=tmp_path / "memory", **cfg), progress=None)
+    spilled: list[int] = []
+    real = store_reader.iter_sorted
+
+    def watch(items, spill_dir, bucket_bytes=None):
+        for sample in real(items, spill_dir, bucket_bytes):
+            spilled.append(len(list(spill_dir.glob("*.pkl"))) if spill_dir.exists() else 0)
+            yield sample
+
+    monkeypatch.setattr(store_reader, "SPILL_BUCKET_BYTES", 20_000)  # a few samples per bucket
+    monkeypatch.setattr("pipeline.export.exporter.iter_sorted", watch)
+    shuffled = regenerated(store_samples.values(), tmp_path / "shuffled", seed=11, per_shard=9)
+    run_export(ExportConfig(store=shuffled, out=tmp_path / "spilled", **cfg), progress=None)
+    assert max(spilled) > 1  # it really went through several bucket files
+    assert tree_hashes(tmp_path / "spilled") == tree_hashes(tmp_path / "memory")
+    assert not list(tmp_path.glob(".*"))  # staging, spill folder: all gone
 
 
 def test_summary_counts_per_split_and_task_type(store, tmp_path, mifg, capsys):

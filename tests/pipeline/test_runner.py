@@ -79,7 +79,13 @@ def test_clean_run_shards_records_and_datasets(clean):
     assert {s.status for s in read_samples(out / "rejected")} == {Status.REJECTED}
     s = samples[0]
     assert s.provenance.run_id and s.provenance.backend == "offline" and s.provenance.usage.calls == 4
-    assert json.loads(s.provenance.construction)["target"] in range(len(s.images))
+    construction = json.loads(s.provenance.construction)
+    assert construction["target"] in range(len(s.images))
+    # no role next to the images (it names the edited one); the audit-only record keeps them, in order
+    assert all(m.role == "" for ss in samples for m in ss.image_meta)
+    roles = construction["image_roles"]
+    assert len(roles) == len(s.images) and roles[construction["target"]] == "variant:square"
+    assert all(img.path == f"{m.sha256[:16]}.png" for img, m in zip(s.images, s.image_meta, strict=True))
     assert s.image_meta[0].source.startswith("dir:") and s.domain.value in ("nature", "urban")
     import datasets
 

@@ -95,3 +95,12 @@ def test_image_entry_names_and_hashes_the_bytes():
     assert (image.path, meta.sha256, meta.width, meta.height, meta.source) == (f"{sha[:16]}.png", sha, 4, 3, "test:x")
     given, _ = image_entry(b"png bytes", width=4, height=3, source="s", sha256="ab" * 32, path="keep.png")
     assert given.path == "keep.png"
+
+
+def test_image_file_names_are_content_hashes():
+    from schemas import image_file_name
+
+    sha = "0123456789abcdef" * 4
+    assert image_file_name(sha) == "0123456789abcdef.png"
+    assert image_file_name(sha, ".JPG") == "0123456789abcdef.jpg"
+    assert image_file_name(sha, ".variant") == image_file_name(sha, "") == "0123456789abcdef.png"

@@ -10,6 +10,7 @@ from PIL import Image
 
 from agents.base import AgentContext, ImageRef, ImageSet, PhotoPool, SetRegistry
 from agents.image_cache import store_image
+from agents.offline.edits import EDIT_KINDS
 from schemas import Domain
 
 MAX_SIDE = 256  # small photos keep the tests fast
@@ -84,5 +85,5 @@ def edit_sets(image_dir: Path, pool: PhotoPool) -> list[tuple[int, ImageSet]]:
     from agents.offline import OfflinePairer
 
     ctx = AgentContext(image_dir=image_dir, pool=pool, registry=SetRegistry(), thumbnail_side=THUMB)
-    pairer = OfflinePairer(related_rate=0.0)
+    pairer = OfflinePairer(kinds=EDIT_KINDS, related_rate=0.0)
     return [(s, pairer.make(WorkItem(index=s, seed=s), ctx)) for s in range(120)]

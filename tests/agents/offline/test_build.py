@@ -10,6 +10,7 @@ import pytest
 from agents.base import AgentContext, AgentSet, WorkItem
 from agents.offline import PROMPT_VERSION, REASON_CODES, build_offline_agents
 from agents.offline.calibration import run_one
+from agents.offline.edits import EDIT_KINDS
 from schemas import TaskType
 
 
@@ -42,7 +43,8 @@ def test_reason_codes_are_documented() -> None:
 
 
 def test_the_four_agents_accept_most_samples_across_task_types(stereo_ctx: AgentContext) -> None:
-    agents = build_offline_agents()
+    # the opt-in drawn kinds on 512-px copies (the default natural families are tested in test_scene_families)
+    agents = build_offline_agents({"kinds": list(EDIT_KINDS)})
     outcomes: Counter[str] = Counter()
     accepted_tasks: Counter[str] = Counter()
     reasons: Counter[str] = Counter()

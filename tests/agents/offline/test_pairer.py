@@ -35,7 +35,7 @@ def test_each_edit_kind_is_recovered_from_the_pixels(ctx: AgentContext, kind: st
 
 
 def test_pair_is_deterministic_from_the_seed(ctx: AgentContext) -> None:
-    pairer = OfflinePairer()
+    pairer = OfflinePairer(kinds=EDIT_KINDS)
     a = pairer.make(WorkItem(index=0, seed=77), ctx)
     b = pairer.make(WorkItem(index=5, seed=77), ctx)
     c = pairer.make(WorkItem(index=0, seed=78), ctx)
@@ -45,7 +45,7 @@ def test_pair_is_deterministic_from_the_seed(ctx: AgentContext) -> None:
 
 
 def test_edit_is_small_local_and_recorded(ctx: AgentContext) -> None:
-    pairer = OfflinePairer(related_rate=0.0)
+    pairer = OfflinePairer(kinds=EDIT_KINDS, related_rate=0.0)
     for seed in range(12):
         images = pairer.make(WorkItem(index=seed, seed=seed), ctx)
         c = images.construction
@@ -73,7 +73,7 @@ def test_edit_is_small_local_and_recorded(ctx: AgentContext) -> None:
 
 
 def test_difference_is_not_visible_in_the_thumbnail_but_is_at_full_size(ctx: AgentContext) -> None:
-    pairer = OfflinePairer(related_rate=0.0)
+    pairer = OfflinePairer(kinds=EDIT_KINDS, related_rate=0.0)
     invisible = 0
     for seed in range(20):
         images = pairer.make(WorkItem(index=seed, seed=seed), ctx)
@@ -89,13 +89,13 @@ def test_difference_is_not_visible_in_the_thumbnail_but_is_at_full_size(ctx: Age
 
 
 def test_tasks_aimed_at_cover_five_types(ctx: AgentContext) -> None:
-    pairer = OfflinePairer(related_rate=0.0)
+    pairer = OfflinePairer(kinds=EDIT_KINDS, related_rate=0.0)
     tasks = {pairer.make(WorkItem(index=s, seed=s), ctx).construction["task"] for s in range(40)}
     assert tasks >= {t.value for t in TaskType if t != TaskType.SAME_SOURCE}
 
 
 def test_related_pairs_make_same_source_sets(stereo_ctx: AgentContext) -> None:
-    pairer = OfflinePairer(related_rate=1.0)
+    pairer = OfflinePairer(kinds=EDIT_KINDS, related_rate=1.0)
     writer, verifier = OfflineWriter(), OfflineVerifier()
     agreed = 0
     for seed in range(6):
@@ -111,11 +111,11 @@ def test_related_pairs_make_same_source_sets(stereo_ctx: AgentContext) -> None:
 
 
 def test_pair_is_async_and_free(ctx: AgentContext) -> None:
-    images, usage = asyncio.run(OfflinePairer().pair(WorkItem(index=0, seed=3), ctx))
+    images, usage = asyncio.run(OfflinePairer(kinds=EDIT_KINDS).pair(WorkItem(index=0, seed=3), ctx))
     assert images.images and usage.calls == 0
 
 
 def test_empty_pool_is_a_clear_error(ctx: AgentContext) -> None:
     empty = AgentContext(image_dir=ctx.image_dir, pool=PhotoPool(photos=[]), registry=ctx.registry)
     with pytest.raises(ValueError, match="pool is empty"):
-        OfflinePairer().make(WorkItem(index=0, seed=0), empty)
+        OfflinePairer(kinds=EDIT_KINDS).make(WorkItem(index=0, seed=0), empty)

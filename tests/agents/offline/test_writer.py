@@ -10,6 +10,7 @@ import pytest
 from agents.base import AgentContext, Draft, ImageSet, WorkItem
 from agents.offline import OfflinePairer, OfflineWriter
 from agents.offline.critic import length_outlier
+from agents.offline.edits import EDIT_KINDS
 from agents.offline.regions import parse_region
 from schemas import LETTERS, TaskType
 
@@ -128,7 +129,7 @@ def test_every_revision_changes_the_draft(sets) -> None:
 
 
 def test_related_sets_get_same_source_questions(stereo_ctx: AgentContext) -> None:
-    pairer, writer = OfflinePairer(related_rate=1.0), OfflineWriter()
+    pairer, writer = OfflinePairer(kinds=EDIT_KINDS, related_rate=1.0), OfflineWriter()
     polarities = set()
     for seed in range(8):
         images = pairer.make(WorkItem(index=seed, seed=seed), stereo_ctx)

@@ -1,0 +1,342 @@
+"""Edits that keep a photo's own statistics: the default edits of the offline pairer.
+
+Edits act on *objects*: segments of the photo (Felzenszwalb graph segmentation of a small window)
+that lie wholly inside the window and stand out from the ring around them - an island, a coin, a
+leaf, a window, a cell. Every edit reuses the photo itself, so it passes for a real variation:
+- `added`: an object cloned onto another spot whose surroundings look like its own (Poisson blend);
+- `removed`: an object covered with background of the same texture from nearby (a healing brush);
+- `recoloured`: an object given another hue from the photo's own palette, shading kept;
+- `moved`: an object lifted off (its place healed) and set down a little further on.
+Each returns the edited copy and the exact box it changed; none touches its input. `s` is the side
+in pixels of the object's box, chosen by the caller from the image area (see `agents.offline.view`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.color import hsv2rgb, rgb2hsv
+from skimage.segmentation import felzenszwalb
+
+from agents.offline.pixels import bbox_of, diff_map
+from agents.offline.poisson import blend
+
+NATURAL_KINDS = ("added", "removed", "recoloured", "moved")
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive)
+VISIBLE_DELTA = 30  # a pixel counts as visibly changed when a channel moved by more than this
+MIN_VISIBLE_SHARE = 0.25  # ... and at least this share of the object's footprint must change so
+MIN_CONTRAST = 18.0  # an object differs from its ring by at least this (largest channel of the means)
+
+
+@dataclass
+class Edit:
+    """An edited copy of a photo and where it differs."""
+
+    kind: str
+    variant: np.ndarray  # (H, W, 3) uint8
+    box: Rect
+    changed_px: int
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Obj:
+    """An object of the photo: a mask over the box (x, y, w, h) and how it differs from its ring."""
+
+    x: int
+    y: int
+    mask: np.ndarray  # (h, w) bool
+    contrast: float
+
+    @property
+    def h(self) -> int:
+        return self.mask.shape[0]
+
+    @property
+    def w(self) -> int:
+        return self.mask.shape[1]
+
+    @property
+    def box(self) -> Rect:
+        return (self.x, self.y, self.x + self.w, self.y + self.h)
+
+
+def colourfulness(a: np.ndarray) -> float:
+    """Mean HSV saturation (0..1) of a subsample of the photo; ~0 for greyscale photos."""
+    s = a[::7, ::7].reshape(-1, 3).astype(np.float32)
+    mx, mn = s.max(axis=1), s.min(axis=1)
+    return float(np.where(mx > 0, (mx - mn) / np.maximum(mx, 1), 0).mean())
+
+
+def _overlaps(box: Rect, avoid: list[Rect], gap: int) -> bool:
+    x1, y1, x2, y2 = box
+    return any(x1 < b[2] + gap and x2 > b[0] - gap and y1 < b[3] + gap and y2 > b[1] - gap for b in avoid)
+
+
+def _inside(box: Rect, within: Rect) -> bool:
+    return box[0] >= within[0] + 1 and box[1] >= within[1] + 1 and box[2] <= within[2] - 1 and box[3] <= within[3] - 1
+
+
+def _ring(mask: np.ndarray, width: int) -> np.ndarray:
+    return ndimage.binary_dilation(mask, iterations=width) & ~mask
+
+
+SEG_SIDE = 72  # windows are segmented at this side (then the labels are scaled back): ~3 ms each
+
+
+def _segments(patch: np.ndarray, s: int) -> np.ndarray:
+    """Felzenszwalb labels of a window, computed on a copy at most SEG_SIDE px wide."""
+    win = patch.shape[0]
+    f = min(1.0, SEG_SIDE / win)
+    small = (
+        patch
+        if f == 1.0
+        else np.asarray(Image.fromarray(patch).resize((round(win * f), round(win * f)), Image.Resampling.BOX))
+    )
+    ss = max(3, s * f)
+    seg = felzenszwalb(small, scale=max(50, ss * 4), sigma=0.8, min_size=max(6, int(ss * ss) // 10))
+    if f == 1.0:
+        return seg
+    iy = np.minimum((np.arange(win) * f).astype(int), seg.shape[0] - 1)
+    return seg[iy[:, None], iy[None, :]]
+
+
+def find_object(
+    img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], tries: int = 10
+) -> Obj | None:
+    """A segment of about s x s px inside `within`, clear of `avoid`, that stands out from its ring."""
+    H, W = img.shape[:2]
+    win = 3 * s
+    best: Obj | None = None
+    for _ in range(tries):
+        x1, y1, x2, y2 = within
+        if x2 - x1 < win or y2 - y1 < win:
+            win = min(x2 - x1, y2 - y1)
+            if win < 12:
+                return None
+        wx, wy = rng.randrange(x1, x2 - win + 1), rng.randrange(y1, y2 - win + 1)
+        patch = img[wy : wy + win, wx : wx + win]
+        seg = _segments(patch, s)
+        for lab in rng.sample(range(int(seg.max()) + 1), min(int(seg.max()) + 1, 24)):
+            m = seg == lab
+            b = bbox_of(m)
+            if b is None or b[0] == 0 or b[1] == 0 or b[2] == win or b[3] == win:
+                continue  # touches the window border: part of something larger
+            bw, bh = b[2] - b[0], b[3] - b[1]
+            if not (0.5 * s <= max(bw, bh) <= 1.5 * s) or m.sum() < 0.2 * s * s or min(bw, bh) < 0.3 * s:
+                continue
+            box = (wx + b[0], wy + b[1], wx + b[2], wy + b[3])
+            if not _inside(box, within) or _overlaps(box, avoid, s):
+                continue
+            m = ndimage.binary_fill_holes(m)
+            ring = _ring(m, max(2, s // 6))
+            ring_px = patch[ring].astype(np.float32)
+            contrast = float(np.abs(patch[m].mean(0) - ring_px.mean(0)).max())
+            # a real object sits on one homogeneous background: its ring varies much less than it contrasts
+            if contrast < MIN_CONTRAST or float(ring_px.std(0).max()) > 0.45 * contrast:
+                continue
+            obj = Obj(box[0], box[1], m[b[1] : b[3], b[0] : b[2]], contrast)
+            if best is None or obj.contrast > best.contrast:
+                best = obj
+        if best is not None and best.contrast > 2 * MIN_CONTRAST:
+            break
+    return best
+
+
+def _surround_stats(img: np.ndarray, x: int, y: int, mask: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """Mean colour and texture (std of grey) of the ring a mask would have when placed at (x, y)."""
+    h, w = mask.shape
+    pad = width + 1
+    y0, x0 = max(0, y - pad), max(0, x - pad)
+    big = np.zeros((h + 2 * pad, w + 2 * pad), bool)
+    big[pad : pad + h, pad : pad + w] = mask
+    ring = _ring(big, width)
+    win = img[y0 : y0 + big.shape[0], x0 : x0 + big.shape[1]].astype(np.float32)
+    ring = ring[: win.shape[0], : win.shape[1]]
+    px = win[ring]
+    return px.mean(0), float(px.mean(1).std())
+
+
+def _similar_spot(
+    img: np.ndarray, rng: random.Random, obj: Obj, within: Rect, avoid: list[Rect], near: float | None, look_like: str
+) -> tuple[int, int] | None:
+    """A top-left corner for obj's mask whose surroundings look like obj's own ring (colour and texture).
+
+    look_like "ring": the spot's area itself should look like the ring (background to paste onto or to
+    heal from). `near`: search within this many object sizes (None: anywhere in `within`).
+    """
+    width = max(2, max(obj.w, obj.h) // 6)
+    ref_c, ref_t = _surround_stats(img, obj.x, obj.y, obj.mask, width)
+    size = max(obj.w, obj.h)
+    best, best_cost = None, float("inf")
+    x1, y1, x2, y2 = within
+    for _ in range(30):
+        if near is None:
+            if x2 - x1 - obj.w - 2 <= 1 or y2 - y1 - obj.h - 2 <= 1:
+                return None
+            x, y = rng.randrange(x1 + 1, x2 - obj.w - 1), rng.randrange(y1 + 1, y2 - obj.h - 1)
+        else:
+            ang, dist = rng.uniform(0, 2 * math.pi), rng.uniform(1.6, near) * size
+            x, y = round(obj.x + dist * math.cos(ang)), round(obj.y + dist * math.sin(ang))
+        box = (x, y, x + obj.w, y + obj.h)
+        if not _inside(box, within) or _overlaps(box, [*avoid, obj.box], size // 2):
+            continue
+        inner = img[y : y + obj.h, x : x + obj.w].astype(np.float32)[obj.mask]
+        c, t = _surround_stats(img, x, y, obj.mask, width)
+        # the spot's surroundings match the object's ring, and the spot itself is background (no object)
+        cost = (
+            float(np.abs(c - ref_c).max())
+            + 0.5 * abs(t - ref_t)
+            + float(np.abs(inner.mean(0) - ref_c).max())
+            + 0.5 * abs(float(inner.mean(1).std()) - ref_t)
+        )
+        if cost < best_cost:
+            best, best_cost = (x, y), cost
+    if best is None or best_cost > 18:
+        return None
+    return best
+
+
+def _blend_at(img: np.ndarray, src: np.ndarray, sx: int, sy: int, dx: int, dy: int, mask: np.ndarray) -> np.ndarray:
+    """A copy of `img` with src's masked pixels at (sx, sy) blended onto (dx, dy) (mask grown by 2 px)."""
+    h, w = mask.shape
+    g = 3
+    H, W = img.shape[:2]
+    if (
+        min(sx, sy, dx, dy) < g + 1
+        or sx + w + g + 1 > W
+        or dx + w + g + 1 > W
+        or sy + h + g + 1 > H
+        or dy + h + g + 1 > H
+    ):
+        return img
+    big = np.zeros((h + 2 * g + 2, w + 2 * g + 2), bool)
+    big[g + 1 : g + 1 + h, g + 1 : g + 1 + w] = mask
+    big = ndimage.binary_dilation(big, iterations=2)
+    big[0, :] = big[-1, :] = big[:, 0] = big[:, -1] = False
+    out = img.copy()
+    dwin = img[dy - g - 1 : dy + h + g + 1, dx - g - 1 : dx + w + g + 1]
+    swin = src[sy - g - 1 : sy + h + g + 1, sx - g - 1 : sx + w + g + 1]
+    out[dy - g - 1 : dy + h + g + 1, dx - g - 1 : dx + w + g + 1] = blend(dwin, swin, big)
+    return out
+
+
+def _finish(kind: str, img: np.ndarray, variant: np.ndarray, box: Rect, footprint: int, record: dict) -> Edit | None:
+    x1, y1, x2, y2 = (max(0, box[0] - 4), max(0, box[1] - 4), box[2] + 4, box[3] + 4)
+    d = diff_map(img[y1:y2, x1:x2], variant[y1:y2, x1:x2])
+    local = bbox_of(d > VISIBLE_DELTA // 3)
+    if local is None or int((d > VISIBLE_DELTA).sum()) < MIN_VISIBLE_SHARE * max(1, footprint):
+        return None  # too faint to find even when searching
+    tight = (x1 + local[0], y1 + local[1], x1 + local[2], y1 + local[3])
+    return Edit(kind, variant, tight, int((d > VISIBLE_DELTA // 3).sum()), record)
+
+
+def added(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
+    """Clone an object of the photo onto a background spot that looks like the object's own surroundings."""
+    H, W = img.shape[:2]
+    obj = find_object(img, rng, s, (4, 4, W - 4, H - 4), [])
+    if obj is None:
+        return None
+    spot = _similar_spot(img, rng, obj, within, avoid, None, "ring")
+    if spot is None:
+        return None
+    variant = _blend_at(img, img, obj.x, obj.y, spot[0], spot[1], obj.mask)
+    box = (spot[0], spot[1], spot[0] + obj.w, spot[1] + obj.h)
+    return _finish("added", img, variant, box, int(obj.mask.sum()), {"from_px": [obj.x, obj.y]})
+
+
+def removed(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
+    """Cover an object with background from nearby whose texture matches the object's surroundings."""
+    obj = find_object(img, rng, s, within, avoid)
+    if obj is None:
+        return None
+    H, W = img.shape[:2]
+    bg = _similar_spot(img, rng, obj, (4, 4, W - 4, H - 4), [], 4.0, "ring")
+    if bg is None:
+        return None
+    variant = _blend_at(img, img, bg[0], bg[1], obj.x, obj.y, obj.mask)
+    return _finish("removed", img, variant, obj.box, int(obj.mask.sum()), {"from_px": [bg[0], bg[1]]})
+
+
+def moved(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
+    """Lift an object off (healing its place) and set it down 1.6-3 of its sizes away."""
+    obj = find_object(img, rng, s, within, avoid)
+    if obj is None:
+        return None
+    H, W = img.shape[:2]
+    bg = _similar_spot(img, rng, obj, (4, 4, W - 4, H - 4), [], 4.0, "ring")
+    to = _similar_spot(img, rng, obj, within, avoid, 3.0, "ring")
+    if bg is None or to is None:
+        return None
+    healed = _blend_at(img, img, bg[0], bg[1], obj.x, obj.y, obj.mask)
+    variant = _blend_at(healed, img, obj.x, obj.y, to[0], to[1], obj.mask)
+    box = (min(obj.x, to[0]), min(obj.y, to[1]), max(obj.x, to[0]) + obj.w, max(obj.y, to[1]) + obj.h)
+    record = {"from_px": [obj.x, obj.y], "to_px": list(to), "size_px": [obj.w, obj.h]}
+    return _finish("moved", img, variant, box, 2 * int(obj.mask.sum()), record)
+
+
+def palette_hues(img: np.ndarray, min_sat: float = 0.2) -> list[float]:
+    """Hues (0..1) that cover a real share of the photo's saturated pixels: the scene's own palette."""
+    hsv = rgb2hsv(img[::6, ::6])
+    h, s, v = hsv[..., 0].ravel(), hsv[..., 1].ravel(), hsv[..., 2].ravel()
+    keep = (s >= min_sat) & (v >= 0.2)
+    if keep.sum() < 50:
+        return []
+    hist, edges = np.histogram(h[keep], bins=24, range=(0, 1))
+    share = hist / hist.sum()
+    return [float((edges[i] + edges[i + 1]) / 2) for i in range(24) if share[i] >= 0.02]
+
+
+def _hue_gap(a: float, b: float) -> float:
+    return abs(((a - b) + 0.5) % 1.0 - 0.5)
+
+
+def recoloured(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
+    """Give a coloured object another hue from the photo's own palette, shading and saturation kept."""
+    if colourfulness(img) < 0.1:
+        return None  # a greyscale (or nearly) photo: no colour change would look natural
+    hues = palette_hues(img)
+    for _ in range(4):
+        obj = find_object(img, rng, s, within, avoid, tries=6)
+        if obj is None:
+            return None
+        win = img[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w]
+        hsv = rgb2hsv(win)
+        sat = hsv[..., 1][obj.mask]
+        if np.median(sat) < 0.22:
+            continue
+        h0 = float(np.median(hsv[..., 0][obj.mask]))
+        targets = [t for t in hues if _hue_gap(t, h0) >= 0.1]
+        if not targets:
+            continue
+        h1 = rng.choice(targets)
+        new = hsv.copy()
+        new[..., 0] = np.where(obj.mask, (hsv[..., 0] - h0 + h1) % 1.0, hsv[..., 0])
+        rgb = (hsv2rgb(new) * 255 + 0.5).clip(0, 255)
+        alpha = ndimage.gaussian_filter(obj.mask.astype(np.float32), 0.8)[..., None]  # feathered edge
+        out = (alpha * rgb + (1 - alpha) * win.astype(np.float32) + 0.5).clip(0, 255).astype(np.uint8)
+        variant = img.copy()
+        variant[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w] = out
+        rec = {"from_hue": round(h0, 3), "to_hue": round(h1, 3)}
+        e = _finish("recoloured", img, variant, obj.box, int(obj.mask.sum()), rec)
+        if e is not None:
+            return e
+    return None
+
+
+_MAKERS = {"added": added, "removed": removed, "recoloured": recoloured, "moved": moved}
+
+
+def natural_edit(
+    kind: str, img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect] | None = None
+) -> Edit | None:
+    """Apply natural edit `kind` to an object of about s x s px inside `within`, away from `avoid`."""
+    if kind not in _MAKERS:
+        raise ValueError(f"unknown natural edit {kind!r}; expected one of {', '.join(NATURAL_KINDS)}")
+    return _MAKERS[kind](img, rng, s, within, list(avoid or []))

@@ -1,0 +1,333 @@
+"""Image sets of the default task families: natural edits of one real photo, every image its own shot.
+
+A family decides how many images a set has, which of them carry an edit (each its own edit, so no
+two edited images are alike), and what the answer is; `nuisance` makes every image a separate
+view (framing, exposure, white balance, JPEG) or a close-up; `natural_edits` makes the changes.
+The ground truth goes to `ImageSet.construction` (version 2): per image its view and role, per
+edit its kind and box in each image's own coordinates, and the canonical answer. The writer
+words it; the verifier never reads it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from agents.base import AgentContext, ImageRef, ImageSet
+from agents.image_cache import store_image
+from agents.offline.natural_edits import NATURAL_KINDS, Edit, colourfulness, natural_edit
+from agents.offline.nuisance import View, close_up, global_view, render
+from agents.offline.pixels import pixels, remember
+from agents.offline.regions import Region
+from agents.offline.view import MAX_DETAIL_FRACTION, MIN_DETAIL_FRACTION
+from schemas import TaskType
+
+FAMILIES: dict[str, TaskType] = {
+    "which_differs": TaskType.WHICH_DIFFERS,
+    "which_unchanged": TaskType.WHICH_UNCHANGED,
+    "odd_one_out": TaskType.ODD_ONE_OUT,
+    "where_differs": TaskType.WHERE_DIFFERS,
+    "count_across": TaskType.COUNT_ACROSS,
+    "count_changes": TaskType.COUNT_CHANGES,
+    "change_kind": TaskType.CHANGE_KIND,
+    "matching_pair": TaskType.MATCHING_PAIR,
+    "crop_match": TaskType.CROP_MATCH,
+    "zoom_locate": TaskType.ZOOM_LOCATE,
+}
+CONSTRUCTION_VERSION = 2
+REVERSE = {"added": "removed", "removed": "added", "recoloured": "recoloured", "moved": "moved"}
+EDGE = 0.06  # edits keep this share of the photo side off its border (every view still shows them)
+CELL_MARGIN = 0.18  # where-questions: the edit stays this far (share of a cell) inside its cell
+MAX_VIEW_SIDE = 2048  # close-ups are enlarged at most to this side
+
+
+class NoSet(Exception):
+    """This photo cannot make this family's set (no object found, greyscale for a recolour, ...)."""
+
+
+@dataclass
+class _Img:
+    view: View
+    role: str
+    edits: list[Edit] = field(default_factory=list)
+
+
+def detail_side(rng: random.Random, w: int, h: int) -> int:
+    """Side (px) of a deciding detail: its box covers a log-uniform min .. 0.3 x max detail fraction."""
+    f = math.exp(rng.uniform(math.log(1.5 * MIN_DETAIL_FRACTION), math.log(0.3 * MAX_DETAIL_FRACTION)))
+    return max(10, round(math.sqrt(f * w * h)))
+
+
+class SceneBuilder:
+    """Builds one family's set from one photo of the pool (deterministic from `rng`)."""
+
+    def __init__(
+        self, ctx: AgentContext, photo: ImageRef, rng: random.Random, kinds: tuple[str, ...], twin_rate: float
+    ):
+        self.ctx, self.photo, self.rng, self.twin_rate = ctx, photo, rng, twin_rate
+        self.img = pixels(photo)
+        self.h, self.w = self.img.shape[:2]
+        colour_ok = colourfulness(self.img) >= 0.1
+        self.kinds = tuple(k for k in kinds if k != "recoloured" or colour_ok)
+        if not self.kinds:
+            raise NoSet("no edit kind applies to this photo")
+        self.s = detail_side(rng, self.w, self.h)
+        m = EDGE
+        self.within = (round(m * self.w), round(m * self.h), round((1 - m) * self.w), round((1 - m) * self.h))
+
+    # ------------------------------------------------------------------ pieces
+    def edit(self, kind: str | None = None, within=None, avoid=None, base: np.ndarray | None = None) -> Edit:
+        """One natural edit (a kind drawn at random when not given); NoSet when none can be made."""
+        kinds = [kind] if kind else list(self.kinds)
+        self.rng.shuffle(kinds)
+        for k in kinds:
+            for _ in range(2):
+                e = natural_edit(k, self.img if base is None else base, self.rng, self.s, within or self.within, avoid)
+                if e is not None:
+                    return e
+        raise NoSet(f"no {'/'.join(kinds)} edit found in this photo")
+
+    def view(self) -> View:
+        return global_view(self.rng, self.w, self.h)
+
+    def _store(self, arr: np.ndarray, role: str) -> ImageRef:
+        ref = store_image(
+            Image.fromarray(arr),
+            self.ctx.image_dir,
+            source=self.photo.source,
+            license=self.photo.license,
+            role=role,
+            domain=self.photo.domain,
+            fast=True,
+        )
+        remember(ref, arr)
+        return ref
+
+    def finish(self, family: str, images: list[_Img], answer: str, extra: dict[str, Any] | None = None) -> ImageSet:
+        """Render every image (its edits applied, then its view) and record the construction."""
+        refs, records = [], []
+        for im in images:
+            # an image carries at most one Edit; count_changes stacks its edits into the last variant
+            arr = render(im.edits[-1].variant if im.edits else self.img, im.view)
+            refs.append(self._store(arr, im.role))
+            records.append(
+                {
+                    "role": im.role,
+                    "view": im.view.record(),
+                    "edits": [
+                        {"kind": e.kind, "box_px": list(e.box), "bbox": list(im.view.box(e.box)), **e.record}
+                        for e in im.edits
+                    ],
+                }
+            )
+        construction = {
+            "version": CONSTRUCTION_VERSION,
+            "family": family,
+            "task": FAMILIES[family].value,
+            "source": self.photo.source,
+            "photo_size": [self.w, self.h],
+            "detail_px": self.s,
+            "n_images": len(images),
+            "images": records,
+            "answer": answer,
+            "twin": answer in ("none", "0", "nothing"),
+            **(extra or {}),
+        }
+        return ImageSet(images=refs, domain=self.photo.domain, kind="scene", construction=construction)
+
+
+# ---------------------------------------------------------------------- families
+
+
+def _which(b: SceneBuilder, changed: bool) -> ImageSet:
+    """which_differs (one candidate edited) / which_unchanged (one candidate clean); twins: none qualifies."""
+    n = b.rng.choice([3, 4])
+    twin = b.rng.random() < b.twin_rate
+    target = b.rng.randrange(1, n)
+    imgs = [_Img(b.view(), "reference")]
+    for k in range(1, n):
+        edited = (k == target) == changed if not twin else not changed
+        imgs.append(_Img(b.view(), "candidate:edited" if edited else "candidate:clean", [b.edit()] if edited else []))
+    family = "which_differs" if changed else "which_unchanged"
+    return b.finish(family, imgs, "none" if twin else str(target + 1), {"candidates": list(range(2, n + 1))})
+
+
+def which_differs(b: SceneBuilder) -> ImageSet:
+    """Image 1 and 2-3 other shots; exactly one other shot has a local change (or none has)."""
+    return _which(b, True)
+
+
+def which_unchanged(b: SceneBuilder) -> ImageSet:
+    """Image 1 and 2-3 other shots, each with its own change but one (or all changed)."""
+    return _which(b, False)
+
+
+def odd_one_out(b: SceneBuilder) -> ImageSet:
+    """3-4 shots; one differs from all others: the only edited one, or the only clean one among copies of an edit."""
+    n = b.rng.choice([3, 4])
+    odd = b.rng.randrange(n)
+    e = b.edit()
+    odd_edited = b.rng.random() < 0.5
+    imgs = []
+    for k in range(n):
+        edited = (k == odd) == odd_edited
+        imgs.append(_Img(b.view(), "edited" if edited else "clean", [e] if edited else []))
+    return b.finish("odd_one_out", imgs, str(odd + 1))
+
+
+def where_differs(b: SceneBuilder) -> ImageSet:
+    """Two shots; one has a change inside one cell of a 3x3 grid (or none)."""
+    twin = b.rng.random() < b.twin_rate
+    cell = Region(3, b.rng.randrange(3), b.rng.randrange(3))
+    x1, y1, x2, y2 = cell.box
+    mx, my = CELL_MARGIN * (x2 - x1), CELL_MARGIN * (y2 - y1)
+    within = (round((x1 + mx) * b.w), round((y1 + my) * b.h), round((x2 - mx) * b.w), round((y2 - my) * b.h))
+    edited = b.rng.randrange(2)
+    edits = [] if twin else [b.edit(within=within)]
+    imgs = [
+        _Img(b.view(), "edited" if (k == edited and edits) else "clean", edits if k == edited else []) for k in range(2)
+    ]
+    return b.finish("where_differs", imgs, "none" if twin else cell.key, {"grid": 3})
+
+
+def count_across(b: SceneBuilder) -> ImageSet:
+    """Image 1 and 3-4 other shots; k of them (0..n-1) carry their own change."""
+    n = b.rng.choice([4, 5])
+    k = 0 if b.rng.random() < b.twin_rate else b.rng.randint(1, n - 1)
+    marked = set(b.rng.sample(range(1, n), k))
+    imgs = [_Img(b.view(), "reference")]
+    for j in range(1, n):
+        imgs.append(_Img(b.view(), "edited" if j in marked else "clean", [b.edit()] if j in marked else []))
+    return b.finish("count_across", imgs, str(k), {"max_count": n - 1})
+
+
+def count_changes(b: SceneBuilder) -> ImageSet:
+    """Two shots; one carries 1-3 separate changes (0 for a twin)."""
+    m = 0 if b.rng.random() < b.twin_rate else b.rng.randint(1, 3)
+    edits: list[Edit] = []
+    base = b.img
+    for _ in range(m):
+        e = b.edit(avoid=[x.box for x in edits] + [_grow(x.box, 2 * b.s) for x in edits], base=base)
+        edits.append(e)
+        base = e.variant
+    edited = b.rng.randrange(2)
+    # the edits were made one on top of the other: the last variant holds them all
+    imgs = [
+        _Img(b.view(), "edited" if k == edited and edits else "clean", edits[-1:] if k == edited else [])
+        for k in range(2)
+    ]
+    record = {"all_edits": [{"kind": e.kind, "box_px": list(e.box)} for e in edits]}
+    fin = b.finish("count_changes", imgs, str(m), record)
+    for rec in fin.construction["images"]:
+        if rec["edits"]:
+            view = View(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec["view"].items()})
+            rec["edits"] = [{"kind": e.kind, "box_px": list(e.box), "bbox": list(view.box(e.box))} for e in edits]
+    return fin
+
+
+def _grow(box, g):
+    return (box[0] - g, box[1] - g, box[2] + g, box[3] + g)
+
+
+def change_kind(b: SceneBuilder) -> ImageSet:
+    """Two shots; what happened from image 1 to image 2: added, removed, recoloured, moved, or nothing."""
+    twin = b.rng.random() < b.twin_rate
+    if twin:
+        return b.finish("change_kind", [_Img(b.view(), "clean"), _Img(b.view(), "clean")], "nothing")
+    e = b.edit()
+    edited = b.rng.randrange(2)
+    imgs = [_Img(b.view(), "edited" if k == edited else "clean", [e] if k == edited else []) for k in range(2)]
+    answer = e.kind if edited == 1 else REVERSE[e.kind]
+    return b.finish("change_kind", imgs, answer, {"colour_photo": "recoloured" in b.kinds})
+
+
+def matching_pair(b: SceneBuilder) -> ImageSet:
+    """3-4 shots; exactly two show the same content, every other one has its own change."""
+    n = b.rng.choice([3, 4])
+    pair = sorted(b.rng.sample(range(n), 2))
+    imgs = [_Img(b.view(), "clean" if k in pair else "edited", [] if k in pair else [b.edit()]) for k in range(n)]
+    return b.finish("matching_pair", imgs, f"{pair[0] + 1}-{pair[1] + 1}")
+
+
+def _close_ups(b: SceneBuilder, count: int) -> list[tuple[View, tuple[int, int, int, int]]]:
+    """`count` close-up views at separate places, with the photo area (x1, y1, x2, y2) each shows."""
+    out, centres = [], []
+    short = min(b.w, b.h)
+    for _ in range(40):
+        if len(out) == count:
+            break
+        side = b.rng.uniform(0.25, 0.42)
+        cx, cy = b.rng.uniform(0.2, 0.8) * b.w, b.rng.uniform(0.2, 0.8) * b.h
+        if any(math.hypot(cx - x, cy - y) < 0.3 * short for x, y in centres):
+            continue
+        zoom = min(b.rng.uniform(1.2, 2.0), MAX_VIEW_SIDE / (side * short * 1.35))
+        v = close_up(b.rng, b.w, b.h, side, max(1.0, zoom), (cx, cy))
+        x, y, w, h = v.crop
+        out.append((v, (x, y, x + w, y + h)))
+        centres.append((cx, cy))
+    if len(out) < count:
+        raise NoSet("the photo is too small for separate close-ups")
+    return out
+
+
+def _inner(area: tuple[int, int, int, int], margin: float) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = area
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    return (round(x1 + mx), round(y1 + my), round(x2 - mx), round(y2 - my))
+
+
+def crop_match(b: SceneBuilder) -> ImageSet:
+    """Image 1 and 2-3 close-ups of other parts of it; all but one close-up carry a change (twin: all)."""
+    n = b.rng.choice([3, 4])
+    twin = b.rng.random() < b.twin_rate
+    clean = -1 if twin else b.rng.randrange(1, n)
+    imgs = [_Img(b.view(), "reference")]
+    for k, (v, area) in enumerate(_close_ups(b, n - 1), start=1):
+        edits = [] if k == clean else [b.edit(within=_inner(area, 0.15))]
+        imgs.append(_Img(v, "close-up:edited" if edits else "close-up:clean", edits))
+    return b.finish("crop_match", imgs, "none" if twin else str(clean + 1), {"candidates": list(range(2, n + 1))})
+
+
+def zoom_locate(b: SceneBuilder) -> ImageSet:
+    """Image 1 and a close-up of part of it with one change inside a 3x3 cell of the close-up (twin: none)."""
+    twin = b.rng.random() < b.twin_rate
+    ((v, area),) = _close_ups(b, 1)
+    v = View(v.crop, v.size, v.gain, v.gamma, v.jpeg)
+    cell = Region(3, b.rng.randrange(3), b.rng.randrange(3))
+    x, y, w, h = v.crop
+    cx1, cy1, cx2, cy2 = cell.box
+    mx, my = CELL_MARGIN * (cx2 - cx1), CELL_MARGIN * (cy2 - cy1)
+    within = (
+        round(x + (cx1 + mx) * w),
+        round(y + (cy1 + my) * h),
+        round(x + (cx2 - mx) * w),
+        round(y + (cy2 - my) * h),
+    )
+    saved = b.s
+    b.s = max(10, min(b.s, round(0.6 * min(within[2] - within[0], within[3] - within[1]))))
+    try:
+        edits = [] if twin else [b.edit(within=within)]
+    finally:
+        b.s = saved
+    imgs = [_Img(b.view(), "reference"), _Img(v, "close-up:edited" if edits else "close-up:clean", edits)]
+    return b.finish("zoom_locate", imgs, "none" if twin else cell.key, {"grid": 3})
+
+
+BUILDERS = {
+    "which_differs": which_differs,
+    "which_unchanged": which_unchanged,
+    "odd_one_out": odd_one_out,
+    "where_differs": where_differs,
+    "count_across": count_across,
+    "count_changes": count_changes,
+    "change_kind": change_kind,
+    "matching_pair": matching_pair,
+    "crop_match": crop_match,
+    "zoom_locate": zoom_locate,
+}
+DEFAULT_KINDS = NATURAL_KINDS

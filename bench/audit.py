@@ -1,0 +1,548 @@
+"""Blind human audit of a generation run: render samples for a person to answer, then score the answers.
+
+    .venv/bin/python -m bench.audit render RUN_DIR --n 20 --seed 0 --out DIR [--with-boxes] [--force]
+    .venv/bin/python -m bench.audit score DIR --answers DIR/answers_template.json
+
+`render` picks N random accepted samples (seeded) from RUN_DIR's shards and writes, per sample NN:
+
+    DIR/NN.png             the composite: every image labelled "Image k" (side by side, 2x2 for 4 images),
+                           scaled to at most ~1600 px wide, with the question and lettered options below
+    DIR/NN_full_k.png      image k at full resolution (k = 1..), for zooming
+    DIR/NN_key.png         only with --with-boxes: the composite with the evidence boxes and the answer
+
+and DIR/key.json (answers, evidence, construction: do not show it to the auditor), DIR/answers_template.json
+(one blank entry per sample, for the auditor to fill) and DIR/README.txt (the auditor's instructions).
+Nothing the auditor is meant to look at shows the answer, the evidence boxes or the task type.
+
+`score` compares the filled answers with key.json, prints the rates and writes DIR/score.json:
+label right (auditor's letter == key), visibility rates (glance / look / zoom / unfindable), artefact rate
+(over the found samples and over all), a per task_type breakdown and a pass/fail line against the targets
+(label right >= 97%, at a glance <= 15%, artefact <= 30% of the found ones, unfindable <= 5%).
+Exit status: 0 pass, 1 fail, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import random
+import re
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+MAX_WIDTH = 1600  # composite width limit (px)
+MIN_TEXT_WIDTH = 900  # the text area is at least this wide, even under small images
+PAD = 16  # outer margin and gap between cells (px)
+VISIBILITY = ("glance", "look", "zoom", "unfindable")
+FOUND = ("glance", "look", "zoom")
+TARGETS = {  # name: (metric key in the overall figures, comparison, threshold)
+    "label right": ("label_right_rate", ">=", 0.97),
+    "at a glance": ("glance_rate", "<=", 0.15),
+    "artefact (found)": ("artefact_rate_found", "<=", 0.30),
+    "unfindable": ("unfindable_rate", "<=", 0.05),
+}
+KEY_JSON = "key.json"
+TEMPLATE_JSON = "answers_template.json"
+SCORE_JSON = "score.json"
+README_TXT = "README.txt"
+_AUDIT_FILE = re.compile(r"^(\d+(_full_\d+|_key)?\.png|score\.json)$")
+_FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"), Path("/usr/share/fonts"))
+
+README = """\
+Blind audit of {n} multiple-choice samples
+==========================================
+
+For each sample NN there is
+    NN.png           the composite: the images (labelled "Image 1", "Image 2", ...), the question and the options
+    NN_full_k.png    image k of that sample at full resolution (the composite may be scaled down)
+
+Do not open key.json, score.json or any NN_key.png until you have answered everything.
+
+For each sample, answer from the composite first (NN.png); open the NN_full_k.png images only if you
+cannot find the answer there. Fill in answers_template.json (a copy of it is fine), one entry per sample:
+
+    "answer"      the option letter you pick ("A", "B", ...). Always give one: guess if you must.
+    "visibility"  how you found the detail the question is about:
+                    "glance"      seen at once in the composite
+                    "look"        found by searching the composite
+                    "zoom"        only found in the full-resolution images
+                    "unfindable"  not found at all (then guess the answer anyway)
+    "artefact"    true if, once found, the change looks pasted, drawn or obviously synthetic; false if it
+                  looks natural; leave null if you did not find it
+    "note"        anything worth saying (a wrong or ambiguous question, two right options, ...)
+
+Then score it:
+    .venv/bin/python -m bench.audit score {out} --answers {out}/answers_template.json
+"""
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def _pick_samples(run_dir: Path, n: int, seed: int) -> list:
+    """`n` random accepted samples (not status rejected) of a store root, chosen by `seed`."""
+    import pyarrow.parquet as pq
+
+    from pipeline.shard_store import shard_paths
+    from schemas import table_to_samples
+    from schemas.errors import InputError
+
+    candidates: list[tuple[int, int]] = []  # (shard number, row) of every accepted row
+    paths = shard_paths(run_dir)
+    for si, path in enumerate(paths):
+        try:
+            names = pq.read_schema(path).names
+            cols = ["id", "status"] if "status" in names else ["id"]
+            table = pq.read_table(path, columns=cols)
+        except Exception as e:  # any unreadable shard is an input problem
+            raise InputError(f"{path}: unreadable shard ({e})") from e
+        statuses = table.column("status").to_pylist() if "status" in cols else [None] * table.num_rows
+        candidates.extend((si, r) for r, st in enumerate(statuses) if st != "rejected")
+    if not candidates:
+        raise InputError(f"{run_dir}: no accepted samples in its shards")
+    if n > len(candidates):
+        print(f"note: only {len(candidates)} accepted samples in {run_dir}; rendering all of them", file=sys.stderr)
+    chosen = random.Random(seed).sample(candidates, min(n, len(candidates)))  # order of the audit, too
+    by_shard: dict[int, list[int]] = {}
+    for si, r in chosen:
+        by_shard.setdefault(si, []).append(r)
+    loaded: dict[tuple[int, int], object] = {}
+    for si, rows in by_shard.items():
+        table = pq.read_table(paths[si]).take(rows)
+        for r, sample in zip(rows, table_to_samples(table), strict=True):
+            loaded[(si, r)] = sample
+    return [loaded[c] for c in chosen]
+
+
+# --------------------------------------------------------------------------------------------- drawing
+
+
+@functools.cache
+def _font(size: int, bold: bool = False) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    names = ("DejaVuSans-Bold.ttf",) if bold else ("DejaVuSans.ttf",)
+    for d in _FONT_DIRS:
+        for name in names:
+            for p in (d / name, *d.rglob(name)) if d.is_dir() else ():
+                if p.is_file():
+                    try:
+                        return ImageFont.truetype(str(p), size)
+                    except OSError:
+                        continue
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_width(font, text: str) -> float:
+    return font.getlength(text) if hasattr(font, "getlength") else len(text) * 6
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """Greedy word wrap of `text` to lines at most `width` px wide (a too-long word gets its own line)."""
+    lines: list[str] = []
+    for para in text.splitlines() or [""]:
+        words, line = para.split(), ""
+        for w in words:
+            trial = f"{line} {w}".strip()
+            if line and _text_width(font, trial) > width:
+                lines.append(line)
+                line = w
+            else:
+                line = trial
+        lines.append(line)
+    return lines
+
+
+def _line_height(font) -> int:
+    box = font.getbbox("Ag|")
+    return int((box[3] - box[1]) * 1.35) + 2
+
+
+def _decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im.convert("RGB")
+
+
+def _grid(n: int) -> tuple[int, int]:
+    """(columns, rows) of the image grid: one row, a 2x2 grid for 4, two rows for 5..8."""
+    if n == 4:
+        return 2, 2
+    if n <= 3:
+        return n, 1
+    return (n + 1) // 2, 2
+
+
+def compose(
+    images: Sequence[Image.Image],
+    question: str,
+    options: Sequence[str],
+    *,
+    max_width: int = MAX_WIDTH,
+    boxes: Sequence[tuple[int, tuple[float, float, float, float]]] = (),
+    footer: str = "",
+) -> tuple[Image.Image, float]:
+    """The composite of one sample and the scale its images were drawn at (<= 1: never enlarged).
+
+    `boxes` (image_index, normalised xyxy) are drawn only when given (the key image); so is `footer`.
+    """
+    from schemas import LETTERS
+
+    cols, rows = _grid(len(images))
+    cell_w = max(im.width for im in images)
+    cell_h = max(im.height for im in images)
+    scale = min(1.0, (max_width - PAD * (cols + 1)) / (cols * cell_w))
+    sw, sh = max(1, int(cell_w * scale)), max(1, int(cell_h * scale))
+    label_font, q_font, o_font = _font(22, bold=True), _font(24), _font(22)
+    label_h = _line_height(label_font) + 4
+    grid_w = PAD * (cols + 1) + cols * sw
+    width = max(grid_w, min(max_width, MIN_TEXT_WIDTH))
+    text_w = width - 2 * PAD
+
+    q_lines = _wrap(question, q_font, text_w)
+    o_blocks = []
+    for i, opt in enumerate(options):
+        head = f"{LETTERS[i]}.  "
+        indent = int(_text_width(o_font, head)) + 1
+        body = _wrap(opt, o_font, text_w - indent)
+        o_blocks.append((head, indent, body))
+    f_lines = _wrap(footer, q_font, text_w) if footer else []
+    qh, oh = _line_height(q_font), _line_height(o_font)
+    text_h = PAD + len(q_lines) * qh + PAD // 2 + sum(len(b) for _, _, b in o_blocks) * oh
+    text_h += (PAD + len(f_lines) * qh if f_lines else 0) + PAD
+    grid_h = PAD + rows * (label_h + sh + PAD)
+    canvas = Image.new("RGB", (width, grid_h + text_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    x0 = (width - grid_w) // 2
+
+    for k, im in enumerate(images):
+        c, r = k % cols, k // cols
+        cx = x0 + PAD + c * (sw + PAD)
+        cy = PAD + r * (label_h + sh + PAD)
+        draw.text((cx, cy), f"Image {k + 1}", fill="black", font=label_font)
+        w, h = max(1, int(im.width * scale)), max(1, int(im.height * scale))
+        ix, iy = cx + (sw - w) // 2, cy + label_h + (sh - h) // 2
+        shown = im if (w, h) == im.size else im.resize((w, h), Image.Resampling.LANCZOS)
+        canvas.paste(shown, (ix, iy))
+        draw.rectangle((ix - 1, iy - 1, ix + w, iy + h), outline=(150, 150, 150))
+        for bi, (x1, y1, x2, y2) in boxes:
+            if bi != k:
+                continue
+            bx1, by1, bx2, by2 = ix + x1 * w, iy + y1 * h, ix + x2 * w, iy + y2 * h
+            grow = max(0.0, (14 - (bx2 - bx1)) / 2), max(0.0, (14 - (by2 - by1)) / 2)  # tiny boxes stay visible
+            draw.rectangle(
+                (bx1 - grow[0] - 3, by1 - grow[1] - 3, bx2 + grow[0] + 3, by2 + grow[1] + 3),
+                outline=(255, 0, 255),
+                width=3,
+            )
+
+    y = grid_h + PAD
+    for line in q_lines:
+        draw.text((PAD, y), line, fill="black", font=q_font)
+        y += qh
+    y += PAD // 2
+    for head, indent, body in o_blocks:
+        draw.text((PAD, y), head, fill="black", font=o_font)
+        for line in body:
+            draw.text((PAD + indent, y), line, fill="black", font=o_font)
+            y += oh
+    if f_lines:
+        y += PAD
+        for line in f_lines:
+            draw.text((PAD, y), line, fill=(180, 0, 0), font=q_font)
+            y += qh
+    return canvas, scale
+
+
+# --------------------------------------------------------------------------------------------- render
+
+
+def render(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    n: int = 20,
+    seed: int = 0,
+    with_boxes: bool = False,
+    force: bool = False,
+    max_width: int = MAX_WIDTH,
+) -> list[dict]:
+    """Write the audit folder `out` for `n` random accepted samples of `run_dir`; returns the key entries."""
+    from schemas.errors import InputError
+
+    run_dir, out = Path(run_dir), Path(out)
+    if n < 1:
+        raise InputError(f"--n {n}: must be >= 1")
+    if (out / KEY_JSON).exists() and not force:
+        raise InputError(f"{out} already holds an audit ({KEY_JSON}); pass --force to overwrite it")
+    samples = _pick_samples(run_dir, n, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():  # a forced re-render leaves nothing of the previous audit behind
+        if _AUDIT_FILE.match(stale.name) and stale.is_file():
+            stale.unlink()
+    digits = max(2, len(str(len(samples))))
+    key, template = [], []
+    for i, s in enumerate(samples, start=1):
+        nn = f"{i:0{digits}d}"
+        images = [_decode(im.bytes) for im in s.images]
+        composite, scale = compose(images, s.question, s.options, max_width=max_width)
+        composite.save(out / f"{nn}.png", optimize=False)
+        for k, im in enumerate(images, start=1):
+            im.save(out / f"{nn}_full_{k}.png")  # re-encoded: no metadata of the source file travels
+        boxes = [(b.image_index, b.bbox) for b in s.evidence]
+        if with_boxes:
+            footer = f"Answer: {s.answer}. {s.answer_text}    ({s.task_type.value})"
+            keyed, _ = compose(images, s.question, s.options, max_width=max_width, boxes=boxes, footer=footer)
+            keyed.save(out / f"{nn}_key.png")
+        try:
+            construction = json.loads(s.provenance.construction or "{}")
+        except ValueError:
+            construction = s.provenance.construction
+        key.append(
+            {
+                "n": i,
+                "id": s.id,
+                "answer": s.answer,
+                "answer_text": s.answer_text,
+                "options": list(s.options),
+                "task_type": s.task_type.value,
+                "domain": s.domain.value,
+                "n_images": len(images),
+                "image_sizes": [list(im.size) for im in images],
+                "scale": round(scale, 4),
+                "composite_size": list(composite.size),
+                "evidence": [{"image_index": bi, "image": bi + 1, "bbox": list(bb)} for bi, bb in boxes],
+                "construction": construction,
+            }
+        )
+        template.append({"n": i, "answer": "", "visibility": "", "artefact": None, "note": ""})
+    meta = {"run_dir": str(run_dir.resolve()), "seed": seed, "n": len(samples), "max_width": max_width}
+    _write_json(out / KEY_JSON, {**meta, "samples": key})
+    _write_json(out / TEMPLATE_JSON, template)
+    (out / README_TXT).write_text(README.format(n=len(samples), out=out), "utf-8")
+    return key
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", "utf-8")
+
+
+# --------------------------------------------------------------------------------------------- score
+
+
+def _load_answers(path: Path) -> dict[int, dict]:
+    from schemas.errors import InputError
+
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable answers ({e})") from e
+    if isinstance(data, dict):
+        data = data.get("answers", data.get("samples"))
+    if not isinstance(data, list) or not all(isinstance(a, dict) and "n" in a for a in data):
+        raise InputError(f'{path}: expected a list of {{"n": .., "answer": .., ...}} entries')
+    out: dict[int, dict] = {}
+    for a in data:
+        try:
+            nn = int(a["n"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: bad sample number {a['n']!r}") from None
+        if nn in out:
+            raise InputError(f"{path}: sample {nn} answered twice")
+        out[nn] = a
+    return out
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def _figures(rows: list[dict]) -> dict:
+    """Rates over `rows` (one per keyed sample, with the normalised answer fields)."""
+    answered = [r for r in rows if r["answer"]]
+    vis = [r for r in rows if r["visibility"]]
+    found = [r for r in vis if r["visibility"] in FOUND]
+    art_found = [r for r in found if r["artefact"] is not None]
+    fig = {
+        "n": len(rows),
+        "answered": len(answered),
+        "label_right": sum(r["right"] for r in answered),
+        "label_right_rate": _rate(sum(r["right"] for r in answered), len(answered)),
+        "with_visibility": len(vis),
+    }
+    for v in VISIBILITY:
+        fig[f"{v}_rate"] = _rate(sum(r["visibility"] == v for r in vis), len(vis))
+    fig["found"] = len(found)
+    fig["artefact"] = sum(r["artefact"] is True for r in rows)
+    fig["artefact_rate_found"] = _rate(sum(r["artefact"] is True for r in art_found), len(art_found))
+    fig["artefact_rate_all"] = _rate(fig["artefact"], len(rows))
+    return fig
+
+
+def score(audit_dir: str | Path, answers: str | Path | None = None) -> dict:
+    """Score the answers against `audit_dir`/key.json; writes and returns the figures (score.json)."""
+    from schemas.errors import InputError
+
+    audit_dir = Path(audit_dir)
+    answers_path = Path(answers) if answers else audit_dir / TEMPLATE_JSON
+    try:
+        key = json.loads((audit_dir / KEY_JSON).read_text("utf-8"))["samples"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{audit_dir}: no readable {KEY_JSON} ({e})") from e
+    given = _load_answers(answers_path)
+    problems: list[str] = []
+    unknown = sorted(set(given) - {k["n"] for k in key})
+    if unknown:
+        problems.append(f"answers for samples not in the key: {unknown}")
+    rows, missing = [], []
+    for k in key:
+        a = given.get(k["n"], {})
+        letter = str(a.get("answer") or "").strip().upper().rstrip(".")
+        vis = str(a.get("visibility") or "").strip().lower()
+        art = a.get("artefact")
+        if isinstance(art, str):
+            art = {"true": True, "yes": True, "false": False, "no": False}.get(art.strip().lower(), None)
+        elif not isinstance(art, bool):
+            art = None
+        if letter and letter not in "ABCDEFGHIJ"[: len(k.get("options") or "ABCDEFGHIJ")]:
+            problems.append(f"sample {k['n']}: answer {a.get('answer')!r} is not an option letter")
+            letter = ""
+        if vis and vis not in VISIBILITY:
+            problems.append(
+                f"sample {k['n']}: visibility {a.get('visibility')!r} is not one of {', '.join(VISIBILITY)}"
+            )
+            vis = ""
+        if not letter or not vis:
+            missing.append(k["n"])
+        rows.append(
+            {
+                "n": k["n"],
+                "task_type": k["task_type"],
+                "answer": letter,
+                "right": bool(letter) and letter == k["answer"],
+                "visibility": vis,
+                "artefact": art,
+                "note": str(a.get("note") or ""),
+            }
+        )
+    overall = _figures(rows)
+    by_task = {t: _figures([r for r in rows if r["task_type"] == t]) for t in sorted({r["task_type"] for r in rows})}
+    checks = {}
+    for name, (metric, op, thr) in TARGETS.items():
+        val = overall[metric]
+        ok = val is not None and (val >= thr if op == ">=" else val <= thr)
+        checks[name] = {"metric": metric, "value": val, "target": f"{op} {thr:.0%}", "pass": ok}
+    passed = all(c["pass"] for c in checks.values()) and not missing
+    result = {
+        "answers_file": str(answers_path),
+        "overall": overall,
+        "by_task_type": by_task,
+        "targets": checks,
+        "incomplete": missing,
+        "problems": problems,
+        "wrong": [
+            {"n": r["n"], "task_type": r["task_type"], "given": r["answer"], "note": r["note"]}
+            for r in rows
+            if r["answer"] and not r["right"]
+        ],
+        "pass": passed,
+    }
+    _write_json(audit_dir / SCORE_JSON, result)
+    return result
+
+
+def _pct(v: float | None) -> str:
+    return "   -  " if v is None else f"{v:6.1%}"
+
+
+def format_score(result: dict) -> str:
+    """Human-readable report of `score`'s result."""
+    o = result["overall"]
+    lines = [
+        f"audit: {o['n']} samples, {o['answered']} answered, {o['found']} found",
+        f"  label right     {_pct(o['label_right_rate'])}  ({o['label_right']}/{o['answered']})",
+        f"  at a glance     {_pct(o['glance_rate'])}",
+        f"  look            {_pct(o['look_rate'])}",
+        f"  zoom            {_pct(o['zoom_rate'])}",
+        f"  unfindable      {_pct(o['unfindable_rate'])}",
+        f"  artefact        {_pct(o['artefact_rate_found'])} of the found, {_pct(o['artefact_rate_all'])} of all",
+        "",
+        f"  {'task_type':<18} {'n':>3}  {'right':>6} {'glance':>6} {'look':>6} {'zoom':>6} {'unfind':>6} {'artef':>6}",
+    ]
+    for t, f in result["by_task_type"].items():
+        lines.append(
+            f"  {t:<18} {f['n']:>3}  {_pct(f['label_right_rate'])} {_pct(f['glance_rate'])} {_pct(f['look_rate'])}"
+            f" {_pct(f['zoom_rate'])} {_pct(f['unfindable_rate'])} {_pct(f['artefact_rate_found'])}"
+        )
+    if result["wrong"]:
+        lines += ["", "  wrong labels (auditor disagrees with the key):"]
+        lines += [f"    #{w['n']} {w['task_type']}: gave {w['given']}  {w['note']}".rstrip() for w in result["wrong"]]
+    for p in result["problems"]:
+        lines.append(f"  warning: {p}")
+    if result["incomplete"]:
+        lines.append(f"  incomplete: no answer or visibility for samples {result['incomplete']}")
+    checks = "; ".join(
+        f"{name} {_pct(c['value']).strip()} {c['target']} {'ok' if c['pass'] else 'FAIL'}"
+        for name, c in result["targets"].items()
+    )
+    lines += ["", f"{'PASS' if result['pass'] else 'FAIL'}: {checks}"]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.audit",
+        description=textwrap.dedent(__doc__.split("\n\n")[0]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("render", help="render N random accepted samples of a run for a blind audit")
+    r.add_argument("run_dir", type=Path)
+    r.add_argument("--n", type=int, default=20, help="samples to render (default 20)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the random pick (default 0)")
+    r.add_argument("--out", type=Path, required=True, help="audit folder to write")
+    r.add_argument("--with-boxes", action="store_true", help="also write NN_key.png with evidence boxes + answer")
+    r.add_argument("--force", action="store_true", help="overwrite an existing audit folder")
+    r.add_argument("--max-width", type=int, default=MAX_WIDTH, help=f"composite width limit (default {MAX_WIDTH})")
+    s = sub.add_parser("score", help="score the filled answers against the key")
+    s.add_argument("audit_dir", type=Path)
+    s.add_argument("--answers", type=Path, default=None, help="filled answers (default DIR/answers_template.json)")
+    args = parser.parse_args(argv)
+
+    from schemas.errors import MifgError
+
+    try:
+        if args.cmd == "render":
+            key = render(
+                args.run_dir,
+                args.out,
+                n=args.n,
+                seed=args.seed,
+                with_boxes=args.with_boxes,
+                force=args.force,
+                max_width=args.max_width,
+            )
+            print(f"rendered {len(key)} samples into {args.out} (instructions: {args.out / README_TXT})")
+            print(f"give the auditor only NN.png, NN_full_k.png, {TEMPLATE_JSON} and {README_TXT}; not {KEY_JSON}")
+            return 0
+        result = score(args.audit_dir, args.answers)
+    except MifgError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(format_score(result))
+    print(f"written to {args.audit_dir / SCORE_JSON}")
+    return 0 if result["pass"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""The default task families: sets of separate shots, truth by construction, re-derived from the pixels."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from agents.base import AgentContext, PhotoPool, SetRegistry
+from agents.image_cache import store_image
+from agents.offline import build_offline_agents
+from agents.offline.critic import OfflineCritic
+from agents.offline.natural_edits import NATURAL_KINDS, natural_edit
+from agents.offline.nuisance import global_view, render
+from agents.offline.pixels import diff_map
+from agents.offline.register import align, changes
+from agents.offline.scene_sets import BUILDERS, NoSet, SceneBuilder
+from agents.offline.view import GLANCE_PIXELS, glance
+from schemas import Domain
+
+
+@pytest.fixture(scope="module")
+def photo_ctx(tmp_path_factory):
+    """A context whose pool is one real colour photo, enlarged to 1024 px so the zoom regime exists."""
+    d = tmp_path_factory.mktemp("imgs")
+    img = Image.fromarray(skimage.data.astronaut()).resize((1024, 1024), Image.Resampling.BICUBIC)
+    ref = store_image(img, d, source="skimage:astronaut", license="public-domain", domain=Domain.PEOPLE)
+    return AgentContext(image_dir=d, pool=PhotoPool(photos=[ref]), registry=SetRegistry())
+
+
+def _build(family: str, ctx: AgentContext, seed: int):
+    b = SceneBuilder(ctx, ctx.pool.photos[0], random.Random(seed), NATURAL_KINDS, twin_rate=0.2)
+    return BUILDERS[family](b)
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_each_family_verifier_rederives_the_answer_under_nuisance(family, photo_ctx):
+    agents = build_offline_agents()
+    agree, made = 0, 0
+    for seed in range(6):
+        try:
+            images = _build(family, photo_ctx, seed)
+        except NoSet:
+            continue
+        made += 1
+        arrays = [np.asarray(Image.open(r.path).convert("RGB")) for r in images.images]
+        # every image is its own shot: no two are pixel copies, so plain subtraction sees change everywhere
+        for i in range(len(arrays)):
+            for j in range(i + 1, len(arrays)):
+                if arrays[i].shape == arrays[j].shape:
+                    assert float((diff_map(arrays[i], arrays[j]) > 0).mean()) > 0.2
+        draft = agents.writer.write_sync(images, seed=seed, feedback=[])
+        assert 3 <= len(draft.options) <= 5
+        assert "skimage" not in draft.question and "astronaut" not in draft.question
+        verdict = agents.verifier.verify_sync(images, draft)
+        agree += verdict.agrees
+    assert made >= 3, f"{family}: only {made} of 6 seeds made a set"
+    assert agree >= made - 1, f"{family}: the verifier agreed on {agree} of {made} sets"
+
+
+def test_registration_recovers_the_view_map_and_finds_only_the_edit():
+    photo = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((900, 900)))
+    rng = random.Random(3)
+    edit = None
+    for kind in ("removed", "added", "moved"):
+        edit = natural_edit(kind, photo, rng, 40, (60, 60, 840, 840))
+        if edit is not None:
+            break
+    assert edit is not None
+    va, vb, vc = (global_view(rng, 900, 900) for _ in range(3))
+    a, b, c = render(photo, va), render(edit.variant, vb), render(photo, vc)
+    al = align(a, b)
+    assert al is not None and abs(al.r - vb.scale[0] / va.scale[0]) < 0.003
+    blobs = changes(a, b, al)
+    assert blobs, "the edit is found"
+    x1, y1, x2, y2 = blobs[0].box
+    ex1 = (edit.box[0] - va.crop[0]) * va.scale[0]
+    ey1 = (edit.box[1] - va.crop[1]) * va.scale[1]
+    assert abs(x1 - ex1) < 12 and abs(y1 - ey1) < 12
+    assert changes(a, c, align(a, c)) == [], "two clean shots show no change"
+
+
+def test_caps_limit_photo_family_answer_repeats(photo_ctx):
+    agents = build_offline_agents()
+    critic = OfflineCritic(cap_answer=1)
+    ctx = AgentContext(image_dir=photo_ctx.image_dir, pool=photo_ctx.pool, registry=SetRegistry())
+    outcomes = []
+    for seed in range(40):
+        try:
+            images = _build("where_differs", ctx, seed)
+        except NoSet:
+            continue
+        draft = agents.writer.write_sync(images, seed=seed, feedback=[])
+        verdict = agents.verifier.verify_sync(images, draft)
+        if not verdict.agrees:
+            continue
+        cv = critic.critique_sync(images, draft, verdict, ctx)
+        answer = draft.options["ABCDE".index(draft.answer)]
+        outcomes.append((answer.lower(), cv.verdict, cv.reasons))
+        if sum(1 for o in outcomes if o[2] == ["cap_photo_family_answer"]) >= 1:
+            break
+    accepted = [a for a, v, _ in outcomes if v == "accept"]
+    assert len(accepted) == len(set(accepted)), "one accepted sample per (photo, family, answer) with cap 1"
+    capped = [a for a, _, r in outcomes if r == ["cap_photo_family_answer"]]
+    assert capped and capped[0] in accepted
+
+
+def test_glance_view_follows_the_qwen_budget():
+    big = np.zeros((1350, 1800, 3), np.uint8)
+    g = glance(big)
+    assert g.shape[0] * g.shape[1] <= GLANCE_PIXELS * 1.01
+    small = np.zeros((300, 400, 3), np.uint8)
+    assert glance(small) is small
