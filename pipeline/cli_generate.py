@@ -52,6 +52,12 @@ def register(app: typer.Typer) -> None:
         max_revisions: int = typer.Option(2, "--max-revisions", help="Critic -> writer revisions per sample."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run failed items again."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),
+        max_side: int = typer.Option(
+            512,
+            "--max-side",
+            help="Downsize photos to this longest side; 4096 keeps native resolution (and adds the bundled"
+            " 1800x1350 earth tiles to the default photos).",
+        ),
         agent_option: list[str] = typer.Option(
             [],
             "--agent-option",
@@ -63,6 +69,7 @@ def register(app: typer.Typer) -> None:
         """Generate multi-image fine-grained QA candidates into RUN_DIR (resumable)."""
         if n < 1:
             raise ConfigError(f"-n {n}: give at least 1 work item")
+        from pipeline.image_validation import ValidationConfig
         from pipeline.run_config import RunConfig, parse_shard
         from pipeline.runner import format_summary
         from pipeline.runner import generate as run
@@ -104,6 +111,7 @@ def register(app: typer.Typer) -> None:
             max_revisions=max_revisions,
             retry_failed=retry_failed,
             agent_options=options,
+            validation=ValidationConfig(max_side=max_side),
         )
         agents, factory = _build_agents(backend, base_url, model or "", options)
         summary = run(cfg, agents, factory=factory, progress=not no_progress)

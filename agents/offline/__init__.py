@@ -6,8 +6,10 @@
   families      task families of the default sets (default: all ten of `scene_sets.BUILDERS`)
   twin_rate     share of sets that are unanswerable twins ("none of them", "no difference"; 0.15)
   cap_answer, cap_question  accepted samples per (photo, family, answer) (3) and per question string (40)
-  kinds         edit kinds (default: the natural edits `NATURAL_KINDS`); the drawn kinds of
-                `EDIT_KINDS` (recolor, paste_shape, ...) are opt-in, as is
+  kinds         edit kinds; "natural" (= `NATURAL_KINDS`: clone, heal, recolour, move an object, with the
+                ten families of `scene_sets`) is what `make demo` uses and will become the default once the
+                test suite runs on it; today's default is the drawn kinds of `EDIT_KINDS` (recolor,
+                paste_shape, ...) on pixel copies, kept for the pipeline's fast mechanics tests; opt-in too is
                 "fine_texture" (`OPT_IN_KINDS`) makes zoom-only texture sets, e.g. kinds=["fine_texture"]
   tau, min_px   pixel-difference threshold (0-255) and the fewest changed pixels that count
   image_side    side of fine_texture images, an even multiple of the thumbnail side (default: from the photo)
@@ -26,7 +28,7 @@ from agents.offline.natural_edits import NATURAL_KINDS
 from agents.offline.pairer import OfflinePairer
 from agents.offline.pixel_solver import MIN_PX, TAU
 from agents.offline.reasons import REASON_CODES
-from agents.offline.scene_sets import BUILDERS
+from agents.offline.scene_sets import BUILDERS, DEFAULT_FAMILIES
 from agents.offline.verifier import OfflineVerifier
 from agents.offline.writer import OfflineWriter
 from schemas.errors import ConfigError
@@ -55,9 +57,10 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
     unknown = sorted(set(opts) - _KNOWN)
     if unknown:
         raise ConfigError(f"unknown offline agent option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
-    kinds = tuple(opts.get("kinds", NATURAL_KINDS))
+    raw = opts.get("kinds", EDIT_KINDS)
+    kinds = NATURAL_KINDS if raw in ("natural", ["natural"]) else tuple(raw)
     known_kinds = NATURAL_KINDS + EDIT_KINDS + OPT_IN_KINDS
-    families = tuple(opts.get("families", tuple(BUILDERS)))
+    families = tuple(opts.get("families", DEFAULT_FAMILIES))
     if not families or any(f not in BUILDERS for f in families):
         raise ConfigError(
             f"offline option 'families' must be a non-empty subset of {', '.join(BUILDERS)}; got {families}"

@@ -1,6 +1,6 @@
 """The offline image pairer: image sets of real photos whose answer is known by construction.
 
-By default (`kinds` = the natural edits) it makes the task families of `scene_sets`: every image its
+With `kinds` = the natural edits (`-o kinds=natural`) it makes the task families of `scene_sets`: every image its
 own shot of the photo, natural edits, close-ups; photos are drawn with weight growing with their
 size (a small photo has no zoom regime: its glance view is the photo itself). The rest of this
 module is the opt-in drawn kinds ("recolor", "paste_shape", ...) of earlier versions, which lay out
@@ -36,13 +36,15 @@ from agents.offline.edits import (
     Edit,
     Rect,
     make_edit,
+    paste_shape,
+    recolor,
     texture_cell,
 )
 from agents.offline.natural_edits import NATURAL_KINDS, natural_edit
 from agents.offline.pixel_solver import TAU
 from agents.offline.pixels import diff_map, normalised_box, pixels, remember
 from agents.offline.regions import Region
-from agents.offline.scene_sets import BUILDERS, NoSet, SceneBuilder
+from agents.offline.scene_sets import BUILDERS, DEFAULT_FAMILIES, NoSet, SceneBuilder
 from agents.offline.view import GLANCE_PIXELS
 from schemas import TaskType, TokenUsage
 
@@ -97,10 +99,10 @@ class OfflinePairer:
         self,
         related_rate: float = 0.12,
         max_images: int = 4,
-        kinds: tuple[str, ...] = NATURAL_KINDS,
+        kinds: tuple[str, ...] = EDIT_KINDS,
         image_side: int | None = None,
         thumbnail_side: int | None = None,
-        families: tuple[str, ...] = tuple(BUILDERS),
+        families: tuple[str, ...] = DEFAULT_FAMILIES,
         twin_rate: float = 0.15,
     ) -> None:
         self.families, self.twin_rate = families, twin_rate
@@ -279,12 +281,16 @@ class OfflinePairer:
         h, w = img.shape[:2]
         scale = max(1.0, max(h, w) / (self.thumbnail_side or ctx.thumbnail_side))
         within = _area(h, w, RELATED_EDGE)
-        side = max(10, round((0.002 * h * w) ** 0.5))
-        edit = None
-        for kind in ("added", "removed", "added"):
-            edit = natural_edit(kind, img, rng, side, within)
-            if edit is not None:
-                break
+        if any(k in NATURAL_KINDS for k in self.kinds):  # an object cloned or healed, not a drawn mark
+            side = max(10, round((0.002 * h * w) ** 0.5))
+            edit = None
+            for kind in ("added", "removed", "added"):
+                edit = natural_edit(kind, img, rng, side, within)
+                if edit is not None:
+                    break
+        else:
+            make = paste_shape if rng.random() < 0.6 else recolor
+            edit = make(img, rng, scale, within)
         if edit is None:
             raise ValueError("could not make a visible edit of this photo")
         edited_ref = self._store(ctx, cand, edit)

@@ -331,3 +331,6 @@ BUILDERS = {
     "zoom_locate": zoom_locate,
 }
 DEFAULT_KINDS = NATURAL_KINDS
+# the families whose verifier agrees with the construction on nuisance sets in tests; count_across,
+# crop_match and zoom_locate are built but not yet reliable (verifier or builder), so they are opt-in
+DEFAULT_FAMILIES = tuple(f for f in BUILDERS if f not in ("count_across", "crop_match", "zoom_locate"))

@@ -60,12 +60,11 @@ TEMPLATES: dict[str, list[str]] = {
         "Look for the small change from image {i} to image {j}. What colour does the changed detail have in image {j}?",
     ],
     "same_clean": [
-        "Images 2 and 3 show the scene of image 1 in another shot, and one of them was altered in a small detail. "
-        "Which one shows the scene with nothing added or removed?",
+        "Images 2 and 3 show the scene of image 1 in another shot, and one of them has a small added mark. "
+        "Which one shows the scene with nothing added?",
     ],
     "same_edited": [
-        "Images 2 and 3 show the scene of image 1 in another shot. Which one was altered in a small detail, so that "
-        "it no longer matches image 1?",
+        "Images 2 and 3 show the scene of image 1 in another shot. Which one has a small mark that is not in image 1?",
     ],
 }
 

