@@ -67,10 +67,9 @@ def test_registration_recovers_the_view_map_and_finds_only_the_edit(photo_ctx):
     photo = np.asarray(Image.open(photo_ctx.pool.photos[0].path).convert("RGB"))[:900, :900].copy()
     rng = random.Random(3)
     edit = None
-    for kind in ("removed", "added", "moved"):
-        edit = natural_edit(kind, photo, rng, 40, (60, 60, 840, 840))
-        if edit is not None:
-            break
+    for _ in range(4):
+        for kind in ("removed", "added", "moved"):
+            edit = edit or natural_edit(kind, photo, rng, 30, (60, 60, 840, 840))
     assert edit is not None
     va, vb, vc = (global_view(rng, 900, 900) for _ in range(3))
     a, b, c = render(photo, va), render(edit.variant, vb), render(photo, vc)
