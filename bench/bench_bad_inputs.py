@@ -29,6 +29,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from agents.offline.edits import FAST_GENERATE_FLAGS
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.endpoint_harness import machine, make_photos, mifg, without_file_override, write_json
@@ -60,7 +62,16 @@ def run_bad_inputs(tmp: Path, n: int = 40) -> dict:
         os.chmod(images / "secret.png", 0o644)
         expect["secret.png"] = None
     job = mifg(
-        "generate", "--images", str(images), "--out", str(out), "-n", str(n), "--no-progress", honour_file_modes=True
+        "generate",
+        "--images",
+        str(images),
+        "--out",
+        str(out),
+        "-n",
+        str(n),
+        "--no-progress",
+        *FAST_GENERATE_FLAGS,
+        honour_file_modes=True,
     )
     if job.rc != 0:
         problems.append(f"exit status {job.rc}: {job.stderr[-1500:]}")

@@ -40,8 +40,11 @@ from bench.endpoint_harness import ROOT, env, last_summary, machine, write_json
 
 
 def command(out: Path, n: int, seed: int) -> list[str]:
-    """The `mifg generate` command line of both runs."""
-    return [sys.executable, "-m", "pipeline.cli", "generate", "--out", str(out), "-n", str(n), "--seed", str(seed)]
+    """The `mifg generate` command line of both runs (fast drawn kinds: this bench is about durability)."""
+    from agents.offline.edits import FAST_GENERATE_FLAGS
+
+    argv = [sys.executable, "-m", "pipeline.cli", "generate", "--out", str(out), "-n", str(n), "--seed", str(seed)]
+    return [*argv, *FAST_GENERATE_FLAGS]
 
 
 def run_to_end(out: Path, n: int, seed: int) -> tuple[int, float, str]:

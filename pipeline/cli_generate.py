@@ -53,10 +53,10 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run failed items again."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),
         max_side: int = typer.Option(
-            512,
+            4096,
             "--max-side",
-            help="Downsize photos to this longest side; 4096 keeps native resolution (and adds the bundled"
-            " 1800x1350 earth tiles to the default photos).",
+            help="Downsize larger photos to this longest side (native resolution below it); under 1024 the"
+            " bundled 1800x1350 earth tiles are left out of the default photos.",
         ),
         agent_option: list[str] = typer.Option(
             [],

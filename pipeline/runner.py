@@ -442,7 +442,9 @@ class _Run:
             return await run_item(self.graph, self.ctx, idx, seed, self.cfg.max_revisions)
         loop = asyncio.get_running_loop()
         state, seconds, keys = await loop.run_in_executor(self.executor, _worker_run, idx, seed)
-        if any(self.registry.seen(k) for k in keys):  # another worker registered the same sample first
+        # another worker registered the same sample first ("count:" keys only count towards a cap: two workers
+        # taking the same slot overshoot the cap by one, which is no reason to drop a sample)
+        if any(self.registry.seen(k) for k in keys if not k.startswith("count:")):
             if state.get("outcome") == "accepted":
                 state = {**state, "outcome": "rejected", "reasons": ["duplicate_key"]}
         else:

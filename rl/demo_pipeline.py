@@ -36,6 +36,7 @@ def demo_commands(
     """The `mifg` argument lists that make the demo data under ROOT (gen/ run, data/ hf export)."""
     root = Path(root)
     gen = ["generate", "--out", str(root / "gen"), "-n", str(n), "--seed", str(seed), "--no-progress"]
+    gen += ["--max-side", "512"]  # the demo's square crops come from the 512-px photos it was tuned on
     if workers:
         gen += ["--workers", str(workers)]
     for opt in DEMO_AGENT_OPTIONS:

@@ -18,8 +18,12 @@ def default_base_pairer(options: dict) -> Pairer:
         from agents.offline import build_offline_agents
     except ImportError as e:  # pragma: no cover - only when the offline backend is missing
         raise ConfigError(f"the LLM pairer builds images with the offline pairer, which is unavailable: {e}") from e
+    from agents.offline.edits import EDIT_KINDS
+
+    # the drawn kinds, whose construction record the LLM writer and the scripted test model read today;
+    # the natural offline families (version-2 records) come to the VLM backend with its own pairer
     try:
-        return build_offline_agents(options).pairer
+        return build_offline_agents({"kinds": list(EDIT_KINDS), **options}).pairer
     except ValueError as e:  # bad offline option: a user error, reported before any work
         raise ConfigError(f"LLM backend: {e}") from e
 

@@ -6,10 +6,9 @@
   families      task families of the default sets (default: all ten of `scene_sets.BUILDERS`)
   twin_rate     share of sets that are unanswerable twins ("none of them", "no difference"; 0.15)
   cap_answer, cap_question  accepted samples per (photo, family, answer) (3) and per question string (40)
-  kinds         edit kinds; "natural" (= `NATURAL_KINDS`: clone, heal, recolour, move an object, with the
-                ten families of `scene_sets`) is what `make demo` uses and will become the default once the
-                test suite runs on it; today's default is the drawn kinds of `EDIT_KINDS` (recolor,
-                paste_shape, ...) on pixel copies, kept for the pipeline's fast mechanics tests; opt-in too is
+  kinds         edit kinds; default "natural" (= `NATURAL_KINDS`: clone, heal, recolour or move an object,
+                in the families of `scene_sets`); the drawn kinds of earlier versions (`EDIT_KINDS`: recolor,
+                paste_shape, ... on pixel copies) are opt-in, e.g. kinds=["recolor","paste_shape"], as is
                 "fine_texture" (`OPT_IN_KINDS`) makes zoom-only texture sets, e.g. kinds=["fine_texture"]
   tau, min_px   pixel-difference threshold (0-255) and the fewest changed pixels that count
   image_side    side of fine_texture images, an even multiple of the thumbnail side (default: from the photo)
@@ -57,7 +56,7 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
     unknown = sorted(set(opts) - _KNOWN)
     if unknown:
         raise ConfigError(f"unknown offline agent option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
-    raw = opts.get("kinds", EDIT_KINDS)
+    raw = opts.get("kinds", NATURAL_KINDS)
     kinds = NATURAL_KINDS if raw in ("natural", ["natural"]) else tuple(raw)
     known_kinds = NATURAL_KINDS + EDIT_KINDS + OPT_IN_KINDS
     families = tuple(opts.get("families", DEFAULT_FAMILIES))

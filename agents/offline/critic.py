@@ -35,6 +35,7 @@ THUMB_MIN_PX = 1  # on a thumbnail, one clearly changed pixel is already a visib
 POSITION_MIN_SAMPLES = 30  # judge answer-letter balance only after this many accepted samples
 POSITION_SLACK = 0.2  # a letter may exceed its fair share 1/k by this much
 LOCATION_GRID = 8
+COUNT_PREFIX = "count:"  # registry keys that count towards a cap rather than identify a sample
 CAP_ANSWER = 3  # accepted samples per (source photo, family, answer text)
 CAP_QUESTION = 40  # accepted samples per exact question string  # duplicate keys place the difference on an 8x8 grid
 
@@ -70,7 +71,7 @@ def _cap_key(ctx: AgentContext, base: str, cap: int) -> str | None:
     """The first free one of `cap` numbered keys for `base`, or None when all are taken (cap reached)."""
     digest = hashlib.sha256(base.encode()).hexdigest()[:24]
     for i in range(cap):
-        key = f"{digest}#{i}"
+        key = f"{COUNT_PREFIX}{digest}#{i}"
         if not ctx.registry.seen(key):
             return key
     return None

@@ -20,6 +20,9 @@ from agents.offline.colours import COLOUR_NAMES, PALETTE, fraction_matching
 from agents.offline.pixels import bbox_of, diff_map
 
 EDIT_KINDS = ("recolor", "paste_shape", "paste_patch", "remove", "move")
+# the drawn kinds on 512-px photos as `mifg generate` flags: ~30 ms per item, for benches and tests of the
+# run's mechanics (durability, bad inputs, signals) rather than of the data
+FAST_GENERATE_FLAGS = ("--max-side", "512", "-o", 'kinds=["recolor","paste_shape","paste_patch","remove","move"]')
 OPT_IN_KINDS = ("fine_texture",)  # made only when asked for (`kinds`): a framed cell, not a photo detail
 COLOUR_KINDS = ("recolor", "paste_shape")  # edits whose changed detail has a nameable colour
 SHAPES = ("ring", "cross", "line", "dot", "square")

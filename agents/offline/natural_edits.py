@@ -26,6 +26,7 @@ from skimage.segmentation import felzenszwalb
 
 from agents.offline.pixels import bbox_of, diff_map
 from agents.offline.poisson import blend
+from agents.offline.register import TAU, edge_aware, smooth
 
 NATURAL_KINDS = ("added", "removed", "recoloured", "moved")
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive)
@@ -233,6 +234,12 @@ def _finish(kind: str, img: np.ndarray, variant: np.ndarray, box: Rect, footprin
     local = bbox_of(d > VISIBLE_DELTA // 3)
     if local is None or int((d > VISIBLE_DELTA).sum()) < MIN_VISIBLE_SHARE * max(1, footprint):
         return None  # too faint to find even when searching
+    # it must also survive the light blur and edge damping the verifier compares through (with a margin
+    # for the JPEG and resampling of each shot): else it is a change nobody could find
+    sa, sb = smooth(img[y1:y2, x1:x2]), smooth(variant[y1:y2, x1:x2])
+    r, _ = edge_aware(sa, sb, np.ones(sa.shape[:2], bool))
+    if int((r > 1.15 * TAU).sum()) < max(12, 0.15 * footprint):
+        return None
     tight = (x1 + local[0], y1 + local[1], x1 + local[2], y1 + local[3])
     return Edit(kind, variant, tight, int((d > VISIBLE_DELTA // 3).sum()), record)
 

@@ -91,9 +91,12 @@ def render(photo: np.ndarray, view: View) -> np.ndarray:
     img = Image.fromarray(np.ascontiguousarray(photo[y : y + h, x : x + w]))
     if view.size != (w, h):
         img = img.resize(view.size, Image.Resampling.BICUBIC if view.size[0] > w else Image.Resampling.LANCZOS)
-    f = np.asarray(img, np.float32) / 255.0
-    f = np.clip(f * np.array(view.gain, np.float32), 0, 1) ** view.gamma
-    out = (f * 255 + 0.5).astype(np.uint8)
+    arr = np.asarray(img)
+    levels = np.arange(256, dtype=np.float32) / 255.0
+    out = np.empty_like(arr)
+    for c in range(3):  # one lookup table per channel: exposure x white balance, then gamma
+        lut = (np.clip(levels * view.gain[c], 0, 1) ** view.gamma * 255 + 0.5).astype(np.uint8)
+        out[..., c] = lut[arr[..., c]]
     if view.jpeg:
         buf = io.BytesIO()
         Image.fromarray(out).save(buf, format="JPEG", quality=view.jpeg)

@@ -1,6 +1,6 @@
 """The offline image pairer: image sets of real photos whose answer is known by construction.
 
-With `kinds` = the natural edits (`-o kinds=natural`) it makes the task families of `scene_sets`: every image its
+By default (`kinds` = the natural edits) it makes the task families of `scene_sets`: every image its
 own shot of the photo, natural edits, close-ups; photos are drawn with weight growing with their
 size (a small photo has no zoom regime: its glance view is the photo itself). The rest of this
 module is the opt-in drawn kinds ("recolor", "paste_shape", ...) of earlier versions, which lay out
@@ -99,7 +99,7 @@ class OfflinePairer:
         self,
         related_rate: float = 0.12,
         max_images: int = 4,
-        kinds: tuple[str, ...] = EDIT_KINDS,
+        kinds: tuple[str, ...] = NATURAL_KINDS,
         image_side: int | None = None,
         thumbnail_side: int | None = None,
         families: tuple[str, ...] = DEFAULT_FAMILIES,
@@ -124,9 +124,13 @@ class OfflinePairer:
         rng = random.Random(item.seed)
         if "fine_texture" in self.kinds and rng.random() < 1 / len(self.kinds):  # never drawn by default kinds
             return self._fine_texture(rng, ctx, rng.randrange(len(photos)))
-        if ctx.pool.related and rng.random() < self.related_rate:
-            return self._related(rng, ctx)
         natural = tuple(k for k in self.kinds if k in NATURAL_KINDS)
+        if ctx.pool.related and rng.random() < self.related_rate:
+            try:
+                return self._related(rng, ctx)
+            except ValueError:
+                if not natural:  # the drawn kinds always find a spot; natural edits may not on a small pair
+                    raise
         if natural:
             return self._scene(rng, ctx, natural)
         colour_kinds = any(k in COLOUR_KINDS for k in self.kinds)
@@ -137,10 +141,16 @@ class OfflinePairer:
     def _scene(self, rng: random.Random, ctx: AgentContext, kinds: tuple[str, ...]) -> ImageSet:
         """A default-family set; another photo / family is tried when one cannot make it."""
         photos = ctx.pool.photos
-        # weight ~ photo area over four glance views, floored: small photos are drawn rarely
-        weights = [min(1.0, max(0.04, p.width * p.height / (4 * GLANCE_PIXELS))) for p in photos]
+        # weight ~ photo area over four glance views; a photo within 1.5 glance views has no zoom regime
+        # (its glance view is itself), so it is drawn only when the pool has nothing larger
+        weights = [
+            0.0 if p.width * p.height < 1.5 * GLANCE_PIXELS else min(1.0, p.width * p.height / (4 * GLANCE_PIXELS))
+            for p in photos
+        ]
+        if not any(weights):
+            weights = [1.0] * len(photos)
         last: Exception | None = None
-        for _ in range(8):
+        for _ in range(12):
             index = rng.choices(range(len(photos)), weights)[0]
             family = rng.choice(self.families)
             try:

@@ -11,6 +11,8 @@ image 1, where in a close-up the change is. Reads the question's options and the
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 
 import numpy as np
 from PIL import Image
@@ -19,18 +21,18 @@ from scipy import ndimage
 from agents.base import Draft
 from agents.offline.pixel_solver import Solution, option_image
 from agents.offline.regions import parse_region
-from agents.offline.register import Alignment, Blob, align, changes, warp
+from agents.offline.register import Alignment, Blob, align, blobs_of, changes, edge_aware, smooth, to_frame, warp
 from schemas import TaskType
 
 WORK_SIDE = 1200  # full-resolution solving works on images at most this large (a change stays >= ~10 px)
 ZOOM_RANGE = (0.9, 4.0)  # close-ups: b px per a px
 SAME_RANGE = (0.92, 1.08)
 NONE_WORDS = ("none", "no difference", "no change", "nothing", "identical", "not differ", "same")
-KIND_WORDS = {
-    "added": ("added", "appeared"),
-    "removed": ("removed", "disappeared"),
-    "recoloured": ("colour",),
-    "moved": ("moved",),
+KIND_WORDS = {  # option texts naming each kind of change (the offline writer's, and plain synonyms)
+    "added": ("something appeared", "something was added"),
+    "removed": ("something disappeared", "something was removed"),
+    "recoloured": ("something changed colour", "something changed color"),
+    "moved": ("something changed place", "something moved"),
 }
 _PAIR = re.compile(r"images?\s+(\d+)\s+and\s+(\d+)", re.IGNORECASE)
 _NUM = re.compile(r"^\s*(\d+)\s*$")
@@ -55,8 +57,10 @@ class _Pairs:
     def __init__(self, arrays: list[np.ndarray], min_frac: float | None = None) -> None:
         self.arrays = arrays
         self.min_frac = min_frac
+        self.sources: list[np.ndarray] = []
         self._al: dict[tuple[int, int, str], Alignment | None] = {}
         self._bl: dict[tuple[int, int, str], list[Blob] | None] = {}
+        self._frames: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def alignment(self, i: int, j: int, zoom: str = "same") -> Alignment | None:
         key = (i, j, zoom)
@@ -66,13 +70,36 @@ class _Pairs:
             self._al[key] = al if al is not None and al.score >= 0.5 else None
         return self._al[key]
 
+    def frame(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Image k in image 1's frame and tones, smoothed, with where it is defined (None: not registered)."""
+        if k not in self._frames:
+            if k == 0:
+                a = self.arrays[0]
+                self._frames[0] = (smooth(a), np.ones(a.shape[:2], bool))
+            else:
+                al = self.alignment(0, k)
+                if al is None:
+                    self._frames[k] = None
+                else:
+                    bt, valid = to_frame(self.arrays[0], self.arrays[k], al)
+                    self._frames[k] = (smooth(bt), valid)
+        return self._frames[k]
+
     def blobs(self, i: int, j: int, zoom: str = "same") -> list[Blob] | None:
-        """Change blobs of j against i (boxes in i's pixels); None when j cannot be registered on i."""
+        """Change blobs of j against i (boxes in i's pixels, image 1's frame for shots of one scene)."""
         key = (i, j, zoom)
         if key not in self._bl:
-            al = self.alignment(i, j, zoom)
             kw = {} if self.min_frac is None else {"min_frac": self.min_frac}
-            self._bl[key] = None if al is None else changes(self.arrays[i], self.arrays[j], al, **kw)
+            if zoom == "same":  # every shot is brought into image 1's frame once; pairs compare there
+                fi, fj = self.frame(i), self.frame(j)
+                if fi is None or fj is None:
+                    self._bl[key] = None
+                else:
+                    d, valid = edge_aware(fi[0], fj[0], fi[1] & fj[1])
+                    self._bl[key] = blobs_of(d, valid, **kw)
+            else:
+                al = self.alignment(i, j, zoom)
+                self._bl[key] = None if al is None else changes(self.arrays[i], self.arrays[j], al, **kw)
         return self._bl[key]
 
     def differs(self, i: int, j: int, zoom: str = "same") -> bool | None:
@@ -216,7 +243,8 @@ def _change_kind(p: _Pairs, draft: Draft) -> Solution:
         return _none(len(opts), "image 2 cannot be registered")
 
     def option_for(kind: str) -> int | None:
-        return next((i for i, o in enumerate(opts) if any(w in o.lower() for w in KIND_WORDS[kind])), None)
+        words = KIND_WORDS[kind]
+        return next((i for i, o in enumerate(opts) if o.strip().lower() in words), None)
 
     if not blobs:
         return _pick(opts, next((i for i, o in enumerate(opts) if _is_none(o)), None), "no change", 1)
@@ -224,21 +252,11 @@ def _change_kind(p: _Pairs, draft: Draft) -> Solution:
     al = p.alignment(0, 1)
     bw, _ = warp(p.arrays[1], al, a.shape[:2])
     ga, gb = a.mean(axis=2), bw.mean(axis=2)
-    if len(blobs) == 2:  # two changed places: moved when one's old content is the other's new content
+    if len(blobs) == 2:  # one change showing at two places of similar size: an object left one and took the other
         b1, b2 = blobs
-        for s_, t_ in ((b1, b2), (b2, b1)):
-            w, h = min(s_.box[2] - s_.box[0], t_.box[2] - t_.box[0]), min(s_.box[3] - s_.box[1], t_.box[3] - t_.box[1])
-            if w < 4 or h < 4:
-                continue
-            src = ga[s_.box[1] : s_.box[1] + h, s_.box[0] : s_.box[0] + w]
-            best = max(
-                _ncc(src, gb[t_.box[1] + dy : t_.box[1] + dy + h, t_.box[0] + dx : t_.box[0] + dx + w])
-                for dy in range(0, max(1, t_.box[3] - t_.box[1] - h + 1), 2)
-                for dx in range(0, max(1, t_.box[2] - t_.box[0] - w + 1), 2)
-            )
-            if best > 0.6:
-                return _pick(opts, option_for("moved"), f"content moved (match {best:.2f})", s_.area + t_.area)
-        return _none(len(opts), "two changes that are not one moved object")
+        if max(b1.area, b2.area) <= 4 * min(b1.area, b2.area):
+            return _pick(opts, option_for("moved"), "two changed places of similar size", b1.area + b2.area)
+        return _none(len(opts), "two changes of very different size")
     if len(blobs) > 2:
         return _none(len(opts), f"{len(blobs)} changes")
     b = blobs[0]
@@ -285,6 +303,28 @@ def _matching_pair(p: _Pairs, draft: Draft) -> Solution:
     return _none(len(opts), f"{len(same)} listed pairs match")
 
 
+_PAIRS: OrderedDict[tuple, _Pairs] = OrderedDict()
+_PAIRS_LOCK = threading.Lock()
+
+
+def _pairs_for(arrays: list[np.ndarray], work_side: int, min_frac: float | None) -> _Pairs:
+    """The registrations of one image set, kept for the next draft of the same set (a revision re-asks)."""
+    # read-only arrays from the pixel cache keep their buffer while cached; fresh arrays get fresh keys
+    key = (tuple((a.__array_interface__["data"][0], a.shape, a.flags.writeable) for a in arrays), work_side, min_frac)
+    with _PAIRS_LOCK:
+        hit = _PAIRS.get(key)
+        if hit is not None and all(x is y for x, y in zip(hit.sources, arrays, strict=True)):
+            _PAIRS.move_to_end(key)
+            return hit
+    p = _Pairs([_shrink(a, work_side) for a in arrays], min_frac)
+    p.sources = list(arrays)
+    with _PAIRS_LOCK:
+        _PAIRS[key] = p
+        while len(_PAIRS) > 8:
+            _PAIRS.popitem(last=False)
+    return p
+
+
 def solve_scene(
     arrays: list[np.ndarray], draft: Draft, work_side: int = WORK_SIDE, min_frac: float | None = None
 ) -> Solution | None:
@@ -294,7 +334,7 @@ def solve_scene(
     """
     t = draft.task_type
     close_up = "close-up" in draft.question.lower()
-    p = _Pairs([_shrink(a, work_side) for a in arrays], min_frac)
+    p = _pairs_for(arrays, work_side, min_frac)
     if t == TaskType.WHICH_DIFFERS:
         return _image_choice(p, draft, True, "zoom" if close_up else "same")
     if t == TaskType.WHICH_UNCHANGED:

@@ -103,11 +103,11 @@ PHRASINGS: dict[str, list[str]] = {
 NONE_IMAGE = ("None of them", "None of the images", "No image qualifies")
 NONE_WHERE = ("Nowhere: they show the same content", "No difference")
 NONE_ZOOM = ("Nowhere: the close-up matches", "No change")
-KIND_TEXT = {
-    "added": "Something was added",
-    "removed": "Something was removed",
+KIND_TEXT = {  # worded apart from the construction's kind names, which stay in provenance
+    "added": "Something appeared",
+    "removed": "Something disappeared",
     "recoloured": "Something changed colour",
-    "moved": "Something moved",
+    "moved": "Something changed place",
     "nothing": "Nothing changed",
 }
 WHERE_OPTIONS = 4  # answer region + distractors + the none option

@@ -13,7 +13,6 @@ from collections import OrderedDict
 from agents.base import AgentContext, Draft, ImageSet
 from agents.offline.pixel_solver import MIN_PX, TAU, Solution, solve
 from agents.offline.pixels import pixels, thumbnail
-from agents.offline.view import GLANCE_MIN_FRACTION
 from agents.offline.view import glance as glance_view
 from schemas import LETTERS, TokenUsage, VerifierVerdict
 
@@ -47,8 +46,7 @@ def measure(
         arrays = [glance_view(pixels(r)) for r in images.images]
     else:
         arrays = [pixels(r) if side is None else thumbnail(r, side) for r in images.images]
-    extra = {"min_frac": GLANCE_MIN_FRACTION} if glance else {}
-    sol = solve(arrays, draft, tau=tau, min_px=min_px, relaxed=relaxed, **extra)
+    sol = solve(arrays, draft, tau=tau, min_px=min_px, relaxed=relaxed)
     with _SOLVED_LOCK:
         _SOLVED[key] = sol
         while len(_SOLVED) > _SOLVED_ITEMS:

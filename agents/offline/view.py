@@ -6,9 +6,9 @@ A multi-image prompt to Qwen2.5-VL (the IMAgent base model) typically gives each
 smaller one is seen at its own size. That downscaled image is the *glance view*:
 
 - a detail is **small** when its box covers at most `MAX_DETAIL_FRACTION` of the image area;
-- a sample is **fine-grained** when the pixel solver cannot answer it from the glance views, counting
-  only changes that cover `GLANCE_MIN_FRACTION` of the view (the critic's `glance_solvable` check;
-  the "thumbnail" naive solver of the difficulty card runs the same solver on `glance` views);
+- a sample is **fine-grained** when the pixel solver cannot answer it from the glance views (the
+  critic's `glance_solvable` check; the "thumbnail" naive solver of the difficulty card runs the
+  very same solver on the same `glance` views, so the card checks the critic);
 - a detail is **findable** when it can be answered at full resolution (the verifier).
 
 So the zoom regime needs images well above 448 px: the default keeps photos at native resolution
@@ -27,7 +27,6 @@ GLANCE_TOKENS = 256  # per image in a multi-image prompt
 GLANCE_PIXELS = GLANCE_TOKENS * TOKEN_PX * TOKEN_PX  # 200,704
 MAX_DETAIL_FRACTION = 0.01  # the deciding detail's box covers at most 1% of the image
 MIN_DETAIL_FRACTION = 0.0004  # ... and at least 0.04% (below that it is a few pixels: unfindable)
-GLANCE_MIN_FRACTION = 0.001  # a change "shows at a glance" when it covers >= 0.1% of the glance view (~14 x 14 px)
 
 
 def glance_size(width: int, height: int, budget: int = GLANCE_PIXELS) -> tuple[int, int]:

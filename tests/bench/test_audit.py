@@ -14,11 +14,14 @@ from bench import audit
 def run_dir(tmp_path_factory):
     """A tiny offline run on the bundled photos."""
     from agents.offline import build_offline_agents
+    from agents.offline.edits import EDIT_KINDS
+    from pipeline.image_validation import ValidationConfig
     from pipeline.run_config import RunConfig
     from pipeline.runner import generate
 
     out = tmp_path_factory.mktemp("audit") / "run"
-    s = generate(RunConfig(out=out, n=8, workers=1, concurrency=4), build_offline_agents(), progress=False)
+    cfg = RunConfig(out=out, n=8, workers=1, concurrency=4, validation=ValidationConfig(max_side=512))
+    s = generate(cfg, build_offline_agents({"kinds": list(EDIT_KINDS)}), progress=False)
     assert s.exit_code == 0
     return out
 

