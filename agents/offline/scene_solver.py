@@ -251,7 +251,6 @@ def _change_kind(p: _Pairs, draft: Draft) -> Solution:
     a = p.arrays[0].astype(np.float32)
     al = p.alignment(0, 1)
     bw, _ = warp(p.arrays[1], al, a.shape[:2])
-    ga, gb = a.mean(axis=2), bw.mean(axis=2)
     if len(blobs) == 2:  # one change showing at two places of similar size: an object left one and took the other
         b1, b2 = blobs
         if max(b1.area, b2.area) <= 4 * min(b1.area, b2.area):
