@@ -258,13 +258,16 @@ def added(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list
     return _finish("added", img, variant, box, int(obj.mask.sum()), {"from_px": [obj.x, obj.y]})
 
 
+def _background_for(img: np.ndarray, rng: random.Random, obj: Obj) -> tuple[int, int] | None:
+    """A nearby spot of plain background like the object's surroundings, to heal the object's place from."""
+    h, w = img.shape[:2]
+    return _similar_spot(img, rng, obj, (4, 4, w - 4, h - 4), [], 4.0, "ring")
+
+
 def removed(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
     """Cover an object with background from nearby whose texture matches the object's surroundings."""
     obj = find_object(img, rng, s, within, avoid)
-    if obj is None:
-        return None
-    H, W = img.shape[:2]
-    bg = _similar_spot(img, rng, obj, (4, 4, W - 4, H - 4), [], 4.0, "ring")
+    bg = None if obj is None else _background_for(img, rng, obj)
     if bg is None:
         return None
     variant = _blend_at(img, img, bg[0], bg[1], obj.x, obj.y, obj.mask)
@@ -276,8 +279,7 @@ def moved(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list
     obj = find_object(img, rng, s, within, avoid)
     if obj is None:
         return None
-    H, W = img.shape[:2]
-    bg = _similar_spot(img, rng, obj, (4, 4, W - 4, H - 4), [], 4.0, "ring")
+    bg = _background_for(img, rng, obj)
     to = _similar_spot(img, rng, obj, within, avoid, 3.0, "ring")
     if bg is None or to is None:
         return None
