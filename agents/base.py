@@ -74,6 +74,10 @@ class PhotoPool:
     related: list[tuple[int, int, int]] = field(default_factory=list)
 
 
+COUNT_PREFIX = "count:"
+"""Registry keys with this prefix count towards a cap (e.g. samples per question) rather than name one sample."""
+
+
 class DuplicateRegistry(Protocol):
     """Run-wide memory of what was already produced; the critic rejects near-duplicates."""
 

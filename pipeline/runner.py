@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from agents.base import AgentContext, AgentSet, PhotoPool, WorkItem
+from agents.base import COUNT_PREFIX, AgentContext, AgentSet, PhotoPool, WorkItem
 from agents.image_cache import load_bytes
 from pipeline.duplicate_registry import RunRegistry
 from pipeline.graph import GenState, build_graph, failure_code, failure_fields, initial_state, recursion_limit
@@ -442,9 +442,9 @@ class _Run:
             return await run_item(self.graph, self.ctx, idx, seed, self.cfg.max_revisions)
         loop = asyncio.get_running_loop()
         state, seconds, keys = await loop.run_in_executor(self.executor, _worker_run, idx, seed)
-        # another worker registered the same sample first ("count:" keys only count towards a cap: two workers
-        # taking the same slot overshoot the cap by one, which is no reason to drop a sample)
-        if any(self.registry.seen(k) for k in keys if not k.startswith("count:")):
+        # another worker registered the same sample first (COUNT_PREFIX keys only count towards a cap: two
+        # workers taking the same slot overshoot the cap by one, which is no reason to drop a sample)
+        if any(self.registry.seen(k) for k in keys if not k.startswith(COUNT_PREFIX)):
             if state.get("outcome") == "accepted":
                 state = {**state, "outcome": "rejected", "reasons": ["duplicate_key"]}
         else:

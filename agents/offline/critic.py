@@ -21,7 +21,7 @@ import statistics
 import threading
 from collections import Counter
 
-from agents.base import AgentContext, Draft, ImageSet
+from agents.base import COUNT_PREFIX, AgentContext, Draft, ImageSet
 from agents.offline.pixel_solver import MIN_PX, TAU, Solution
 from agents.offline.reasons import REASON_CODES
 from agents.offline.regions import parse_region
@@ -35,7 +35,6 @@ THUMB_MIN_PX = 1  # on a thumbnail, one clearly changed pixel is already a visib
 POSITION_MIN_SAMPLES = 30  # judge answer-letter balance only after this many accepted samples
 POSITION_SLACK = 0.2  # a letter may exceed its fair share 1/k by this much
 LOCATION_GRID = 8
-COUNT_PREFIX = "count:"  # registry keys that count towards a cap rather than identify a sample
 CAP_ANSWER = 3  # accepted samples per (source photo, family, answer text)
 CAP_QUESTION = 40  # accepted samples per exact question string  # duplicate keys place the difference on an 8x8 grid
 

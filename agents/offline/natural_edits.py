@@ -165,12 +165,12 @@ def _surround_stats(img: np.ndarray, x: int, y: int, mask: np.ndarray, width: in
 
 
 def _similar_spot(
-    img: np.ndarray, rng: random.Random, obj: Obj, within: Rect, avoid: list[Rect], near: float | None, look_like: str
+    img: np.ndarray, rng: random.Random, obj: Obj, within: Rect, avoid: list[Rect], near: float | None
 ) -> tuple[int, int] | None:
     """A top-left corner for obj's mask whose surroundings look like obj's own ring (colour and texture).
 
-    look_like "ring": the spot's area itself should look like the ring (background to paste onto or to
-    heal from). `near`: search within this many object sizes (None: anywhere in `within`).
+    The spot's area itself should look like the ring too (background to paste onto or to heal from).
+    `near`: search within this many object sizes (None: anywhere in `within`).
     """
     width = max(2, max(obj.w, obj.h) // 6)
     ref_c, ref_t = _surround_stats(img, obj.x, obj.y, obj.mask, width)
@@ -250,7 +250,7 @@ def added(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list
     obj = find_object(img, rng, s, (4, 4, W - 4, H - 4), [])
     if obj is None:
         return None
-    spot = _similar_spot(img, rng, obj, within, avoid, None, "ring")
+    spot = _similar_spot(img, rng, obj, within, avoid, None)
     if spot is None:
         return None
     variant = _blend_at(img, img, obj.x, obj.y, spot[0], spot[1], obj.mask)
@@ -261,7 +261,7 @@ def added(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list
 def _background_for(img: np.ndarray, rng: random.Random, obj: Obj) -> tuple[int, int] | None:
     """A nearby spot of plain background like the object's surroundings, to heal the object's place from."""
     h, w = img.shape[:2]
-    return _similar_spot(img, rng, obj, (4, 4, w - 4, h - 4), [], 4.0, "ring")
+    return _similar_spot(img, rng, obj, (4, 4, w - 4, h - 4), [], 4.0)
 
 
 def removed(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
@@ -280,7 +280,7 @@ def moved(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list
     if obj is None:
         return None
     bg = _background_for(img, rng, obj)
-    to = _similar_spot(img, rng, obj, within, avoid, 3.0, "ring")
+    to = _similar_spot(img, rng, obj, within, avoid, 3.0)
     if bg is None or to is None:
         return None
     healed = _blend_at(img, img, bg[0], bg[1], obj.x, obj.y, obj.mask)

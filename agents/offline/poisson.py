@@ -40,10 +40,3 @@ def blend(dest: np.ndarray, src: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = d.copy()
     out[1:-1, 1:-1] = f
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def soft_ellipse(h: int, w: int, rng_aspect: float = 1.0) -> np.ndarray:
-    """A boolean ellipse filling an h x w box (the footprint of a cloned or removed object)."""
-    yy, xx = np.mgrid[:h, :w]
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    return ((yy - cy) / max(h / 2, 1)) ** 2 + ((xx - cx) / max(w / 2 * rng_aspect, 1)) ** 2 <= 1.0

@@ -20,7 +20,7 @@ from PIL import Image
 
 from agents.base import AgentContext, ImageRef, ImageSet
 from agents.image_cache import store_image
-from agents.offline.natural_edits import NATURAL_KINDS, Edit, colourfulness, natural_edit
+from agents.offline.natural_edits import Edit, colourfulness, natural_edit
 from agents.offline.nuisance import View, close_up, global_view, render
 from agents.offline.pixels import pixels, remember
 from agents.offline.regions import Region
@@ -339,5 +339,4 @@ BUILDERS = {
     "crop_match": crop_match,
     "zoom_locate": zoom_locate,
 }
-DEFAULT_KINDS = NATURAL_KINDS
 DEFAULT_FAMILIES = tuple(BUILDERS)

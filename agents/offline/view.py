@@ -26,7 +26,6 @@ TOKEN_PX = 28  # Qwen2.5-VL: one visual token covers a 28 x 28 px patch (14 px p
 GLANCE_TOKENS = 256  # per image in a multi-image prompt
 GLANCE_PIXELS = GLANCE_TOKENS * TOKEN_PX * TOKEN_PX  # 200,704
 MAX_DETAIL_FRACTION = 0.01  # the deciding detail's box covers at most 1% of the image
-MIN_DETAIL_FRACTION = 0.0004  # ... and at least 0.04% (below that it is a few pixels: unfindable)
 
 
 def glance_size(width: int, height: int, budget: int = GLANCE_PIXELS) -> tuple[int, int]:
