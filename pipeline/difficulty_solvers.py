@@ -1,7 +1,8 @@
 """The naive image solvers of the difficulty card (`pipeline.difficulty`): each returns an option index.
 
 - `thumbnail`: the offline pixel solver on the glance views (`agents.offline.view.glance`), the
-  view a VLM gets without zooming; a None answer becomes a guess of the first option.
+  view a VLM gets without zooming, counting only changes visible at a glance (the critic's rule);
+  a None answer becomes a guess of the first option.
 - `plain_subtraction`: full resolution, no registration, no photometric correction: per-pixel
   absolute differences to image 1 (and between all pairs when image 1 is a candidate itself).
 - `single_image`: one image at a time, a local-anomaly heuristic; None when it has nothing to
@@ -204,7 +205,7 @@ def thumbnail(arrays: list[np.ndarray], sample: Sample) -> int:
     """The offline pixel solver on the glance views; no answer is a guess of the first option."""
     from agents.base import Draft
     from agents.offline.pixel_solver import solve
-    from agents.offline.view import glance
+    from agents.offline.view import GLANCE_MIN_FRAC, glance
 
     draft = Draft(
         question=sample.question,
@@ -213,5 +214,5 @@ def thumbnail(arrays: list[np.ndarray], sample: Sample) -> int:
         task_type=sample.task_type,
         evidence=[],
     )
-    answer = solve([glance(a) for a in arrays], draft).answer
+    answer = solve([glance(a) for a in arrays], draft, min_frac=GLANCE_MIN_FRAC).answer
     return answer if isinstance(answer, int) and 0 <= answer < len(sample.options) else 0

@@ -100,6 +100,7 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
             thumbnail_side=thumb,
             cap_answer=int(opts.get("cap_answer", CAP_ANSWER)),
             cap_question=int(opts.get("cap_question", CAP_QUESTION)),
+            twin_rate=twin_rate,
         ),
         backend="offline",
         model="",

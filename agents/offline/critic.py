@@ -11,6 +11,12 @@ Checks, in order (the first reject wins; revise reasons are collected and return
 6. text-only shortcuts: the answer option's length stands out (option_length_bias), or its letter
    is over-represented among accepted samples (answer_position_bias) -> revise
 Accepting records the sample's duplicate key in `ctx.registry`.
+
+Sets of the default families (`images.kind == "scene"`) take their own path: the full-resolution
+answer must hold with enough evidence, the glance views must not answer it (counting only changes
+visible at a glance, `agents.offline.view`), the caps per (photo, family, answer) and per question
+must have room, and the answer must not tilt its family's answers beyond a fair share (twins:
+`twin_rate`), so that no answer prior wins.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ POSITION_MIN_SAMPLES = 30  # judge answer-letter balance only after this many ac
 POSITION_SLACK = 0.2  # a letter may exceed its fair share 1/k by this much
 LOCATION_GRID = 8
 CAP_ANSWER = 3  # accepted samples per (source photo, family, answer text)
-CAP_QUESTION = 40  # accepted samples per exact question string  # duplicate keys place the difference on an 8x8 grid
+CAP_QUESTION = 40  # accepted samples per exact question string
+BALANCE_MIN = 8  # judge a family's answer balance only after this many accepted samples (per critic)
+BALANCE_SLACK = 0.08  # an answer text may exceed its fair share of its family by this much
 
 __all__ = ["REASON_CODES", "OfflineCritic", "duplicate_key", "length_outlier"]
 
@@ -95,13 +103,16 @@ class OfflineCritic:
         thumbnail_side: int | None = None,
         cap_answer: int = CAP_ANSWER,
         cap_question: int = CAP_QUESTION,
+        twin_rate: float = 0.15,
     ) -> None:
         self.cap_answer, self.cap_question = cap_answer, cap_question
+        self.twin_rate = twin_rate  # the twins' fair share of a family's accepted answers
         self.tau, self.min_px, self.thumb_min_px = tau, min_px, thumb_min_px
         self.thumbnail_side = thumbnail_side  # overrides ctx.thumbnail_side, e.g. a small policy's overview size
         self._lock = threading.Lock()
         self._letters: Counter[tuple[int, int]] = Counter()  # (n options, answer index) of accepted samples
         self._accepted: Counter[int] = Counter()  # n options -> accepted samples
+        self._answers: dict[str, Counter[tuple[bool, str]]] = {}  # family -> (twin, answer text) -> accepted
 
     async def critique(
         self, images: ImageSet, draft: Draft, verdict: VerifierVerdict, ctx: AgentContext, *, attempt: int
@@ -168,10 +179,16 @@ class OfflineCritic:
         question_key = _cap_key(ctx, f"capq:{' '.join(draft.question.lower().split())}", self.cap_question)
         if question_key is None:
             return _verdict("reject", [("cap_question", f"{self.cap_question} accepted already")])
+        answer_id = (twin, text.strip().lower())
+        balance_note = self._balance(family, answer_id)
+        if balance_note:
+            return _verdict("reject", [("answer_balance", balance_note)])
         letter_note = self._position_bias(len(draft.options), answer)
         if letter_note:
             return _verdict("revise", [("answer_position_bias", letter_note)])
         self.note_accepted(len(draft.options), answer)
+        with self._lock:
+            self._answers.setdefault(family, Counter())[answer_id] += 1
         ctx.registry.add(answer_key)
         ctx.registry.add(question_key)
         return CriticVerdict(verdict="accept", reasons=[], feedback="")
@@ -190,6 +207,20 @@ class OfflineCritic:
             text = f"options {support} are all supported by the pixels; replace the confusable distractor"
             return _verdict("revise", [("ambiguous", text)])
         return _verdict("reject", [("ambiguous", f"the pixels barely separate the options ({full.notes})")])
+
+    def _balance(self, family: str, answer_id: tuple[bool, str]) -> str:
+        """Why accepting this answer would tilt its family's answers (so an answer prior could win), or ""."""
+        with self._lock:
+            seen = self._answers.get(family, Counter())
+            total = sum(seen.values())
+            if total < BALANCE_MIN:
+                return ""
+            share = (seen[answer_id] + 1) / (total + 1)
+            others = {a for a in seen if not a[0]} | ({answer_id} if not answer_id[0] else set())
+        fair = self.twin_rate if answer_id[0] else (1 - self.twin_rate) / max(1, len(others))
+        if share <= fair + BALANCE_SLACK:
+            return ""
+        return f"'{answer_id[1]}' would be {share:.0%} of accepted {family} answers (fair share {fair:.0%})"
 
     def _position_bias(self, k: int, answer: int) -> str:
         with self._lock:

@@ -1,8 +1,8 @@
 """Edits that keep a photo's own statistics: the default edits of the offline pairer.
 
-Edits act on *objects*: segments of the photo (Felzenszwalb graph segmentation of a small window)
-that lie wholly inside the window and stand out from the ring around them - an island, a coin, a
-leaf, a window, a cell. Every edit reuses the photo itself, so it passes for a real variation:
+Edits act on *objects* (`agents.offline.objects`): segments of the photo that stand out from the
+ring around them - an island, a coin, a leaf, a window, a cell. Every edit reuses the photo
+itself, so it passes for a real variation:
 - `added`: an object cloned onto another spot whose surroundings look like its own (Poisson blend);
 - `removed`: an object covered with background of the same texture from nearby (a healing brush);
 - `recoloured`: an object given another hue from the photo's own palette, shading kept;
@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 from skimage.color import hsv2rgb, rgb2hsv
-from skimage.segmentation import felzenszwalb
 
+from agents.offline.objects import Obj, ObjectIndex, inside, objects_of, overlaps, ring
 from agents.offline.pixels import bbox_of, diff_map
 from agents.offline.poisson import blend
 from agents.offline.register import TAU, edge_aware, smooth
@@ -32,7 +31,8 @@ NATURAL_KINDS = ("added", "removed", "recoloured", "moved")
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive)
 VISIBLE_DELTA = 30  # a pixel counts as visibly changed when a channel moved by more than this
 MIN_VISIBLE_SHARE = 0.25  # ... and at least this share of the object's footprint must change so
-MIN_CONTRAST = 18.0  # an object differs from its ring by at least this (largest channel of the means)
+CLONE_MAX_COST = 10.0  # a clone's new ground matches its own ring this closely (see _similar_spot)
+SPOT_TRIES = 60  # random spots tried for a clone, a heal or a move
 
 
 @dataclass
@@ -46,108 +46,11 @@ class Edit:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Obj:
-    """An object of the photo: a mask over the box (x, y, w, h) and how it differs from its ring."""
-
-    x: int
-    y: int
-    mask: np.ndarray  # (h, w) bool
-    contrast: float
-
-    @property
-    def h(self) -> int:
-        return self.mask.shape[0]
-
-    @property
-    def w(self) -> int:
-        return self.mask.shape[1]
-
-    @property
-    def box(self) -> Rect:
-        return (self.x, self.y, self.x + self.w, self.y + self.h)
-
-
 def colourfulness(a: np.ndarray) -> float:
     """Mean HSV saturation (0..1) of a subsample of the photo; ~0 for greyscale photos."""
     s = a[::7, ::7].reshape(-1, 3).astype(np.float32)
     mx, mn = s.max(axis=1), s.min(axis=1)
     return float(np.where(mx > 0, (mx - mn) / np.maximum(mx, 1), 0).mean())
-
-
-def _overlaps(box: Rect, avoid: list[Rect], gap: int) -> bool:
-    x1, y1, x2, y2 = box
-    return any(x1 < b[2] + gap and x2 > b[0] - gap and y1 < b[3] + gap and y2 > b[1] - gap for b in avoid)
-
-
-def _inside(box: Rect, within: Rect) -> bool:
-    return box[0] >= within[0] + 1 and box[1] >= within[1] + 1 and box[2] <= within[2] - 1 and box[3] <= within[3] - 1
-
-
-def _ring(mask: np.ndarray, width: int) -> np.ndarray:
-    return ndimage.binary_dilation(mask, iterations=width) & ~mask
-
-
-SEG_SIDE = 72  # windows are segmented at this side (then the labels are scaled back): ~3 ms each
-
-
-def _segments(patch: np.ndarray, s: int) -> np.ndarray:
-    """Felzenszwalb labels of a window, computed on a copy at most SEG_SIDE px wide."""
-    win = patch.shape[0]
-    f = min(1.0, SEG_SIDE / win)
-    small = (
-        patch
-        if f == 1.0
-        else np.asarray(Image.fromarray(patch).resize((round(win * f), round(win * f)), Image.Resampling.BOX))
-    )
-    ss = max(3, s * f)
-    seg = felzenszwalb(small, scale=max(50, ss * 4), sigma=0.8, min_size=max(6, int(ss * ss) // 10))
-    if f == 1.0:
-        return seg
-    iy = np.minimum((np.arange(win) * f).astype(int), seg.shape[0] - 1)
-    return seg[iy[:, None], iy[None, :]]
-
-
-def find_object(
-    img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], tries: int = 10
-) -> Obj | None:
-    """A segment of about s x s px inside `within`, clear of `avoid`, that stands out from its ring."""
-    H, W = img.shape[:2]
-    win = 3 * s
-    best: Obj | None = None
-    for _ in range(tries):
-        x1, y1, x2, y2 = within
-        if x2 - x1 < win or y2 - y1 < win:
-            win = min(x2 - x1, y2 - y1)
-            if win < 12:
-                return None
-        wx, wy = rng.randrange(x1, x2 - win + 1), rng.randrange(y1, y2 - win + 1)
-        patch = img[wy : wy + win, wx : wx + win]
-        seg = _segments(patch, s)
-        for lab in rng.sample(range(int(seg.max()) + 1), min(int(seg.max()) + 1, 24)):
-            m = seg == lab
-            b = bbox_of(m)
-            if b is None or b[0] == 0 or b[1] == 0 or b[2] == win or b[3] == win:
-                continue  # touches the window border: part of something larger
-            bw, bh = b[2] - b[0], b[3] - b[1]
-            if not (0.5 * s <= max(bw, bh) <= 1.5 * s) or m.sum() < 0.2 * s * s or min(bw, bh) < 0.3 * s:
-                continue
-            box = (wx + b[0], wy + b[1], wx + b[2], wy + b[3])
-            if not _inside(box, within) or _overlaps(box, avoid, s):
-                continue
-            m = ndimage.binary_fill_holes(m)
-            ring = _ring(m, max(2, s // 6))
-            ring_px = patch[ring].astype(np.float32)
-            contrast = float(np.abs(patch[m].mean(0) - ring_px.mean(0)).max())
-            # a real object sits on one homogeneous background: its ring varies much less than it contrasts
-            if contrast < MIN_CONTRAST or float(ring_px.std(0).max()) > 0.45 * contrast:
-                continue
-            obj = Obj(box[0], box[1], m[b[1] : b[3], b[0] : b[2]], contrast)
-            if best is None or obj.contrast > best.contrast:
-                best = obj
-        if best is not None and best.contrast > 2 * MIN_CONTRAST:
-            break
-    return best
 
 
 def _surround_stats(img: np.ndarray, x: int, y: int, mask: np.ndarray, width: int) -> tuple[np.ndarray, float]:
@@ -157,27 +60,34 @@ def _surround_stats(img: np.ndarray, x: int, y: int, mask: np.ndarray, width: in
     y0, x0 = max(0, y - pad), max(0, x - pad)
     big = np.zeros((h + 2 * pad, w + 2 * pad), bool)
     big[pad : pad + h, pad : pad + w] = mask
-    ring = _ring(big, width)
+    band = ring(big, width)
     win = img[y0 : y0 + big.shape[0], x0 : x0 + big.shape[1]].astype(np.float32)
-    ring = ring[: win.shape[0], : win.shape[1]]
-    px = win[ring]
+    band = band[: win.shape[0], : win.shape[1]]
+    px = win[band]
     return px.mean(0), float(px.mean(1).std())
 
 
 def _similar_spot(
-    img: np.ndarray, rng: random.Random, obj: Obj, within: Rect, avoid: list[Rect], near: float | None
+    img: np.ndarray,
+    rng: random.Random,
+    obj: Obj,
+    within: Rect,
+    avoid: list[Rect],
+    near: float | None,
+    max_cost: float = 18.0,
 ) -> tuple[int, int] | None:
     """A top-left corner for obj's mask whose surroundings look like obj's own ring (colour and texture).
 
     The spot's area itself should look like the ring too (background to paste onto or to heal from).
-    `near`: search within this many object sizes (None: anywhere in `within`).
+    `near`: search within this many object sizes (None: anywhere in `within`); `max_cost`: how far the
+    best spot's colour and texture may be from the ring's (grey levels).
     """
     width = max(2, max(obj.w, obj.h) // 6)
     ref_c, ref_t = _surround_stats(img, obj.x, obj.y, obj.mask, width)
     size = max(obj.w, obj.h)
     best, best_cost = None, float("inf")
     x1, y1, x2, y2 = within
-    for _ in range(30):
+    for _ in range(SPOT_TRIES):
         if near is None:
             if x2 - x1 - obj.w - 2 <= 1 or y2 - y1 - obj.h - 2 <= 1:
                 return None
@@ -186,7 +96,7 @@ def _similar_spot(
             ang, dist = rng.uniform(0, 2 * math.pi), rng.uniform(1.6, near) * size
             x, y = round(obj.x + dist * math.cos(ang)), round(obj.y + dist * math.sin(ang))
         box = (x, y, x + obj.w, y + obj.h)
-        if not _inside(box, within) or _overlaps(box, [*avoid, obj.box], size // 2):
+        if not inside(box, within) or overlaps(box, [*avoid, obj.box], size // 2):
             continue
         inner = img[y : y + obj.h, x : x + obj.w].astype(np.float32)[obj.mask]
         c, t = _surround_stats(img, x, y, obj.mask, width)
@@ -199,7 +109,7 @@ def _similar_spot(
         )
         if cost < best_cost:
             best, best_cost = (x, y), cost
-    if best is None or best_cost > 18:
+    if best is None or best_cost > max_cost:
         return None
     return best
 
@@ -244,13 +154,16 @@ def _finish(kind: str, img: np.ndarray, variant: np.ndarray, box: Rect, footprin
     return Edit(kind, variant, tight, int((d > VISIBLE_DELTA // 3).sum()), record)
 
 
-def added(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
+def added(
+    img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], idx: ObjectIndex
+) -> Edit | None:
     """Clone an object of the photo onto a background spot that looks like the object's own surroundings."""
     H, W = img.shape[:2]
-    obj = find_object(img, rng, s, (4, 4, W - 4, H - 4), [])
+    obj = idx.pick(rng, s, (4, 4, W - 4, H - 4), avoid)
     if obj is None:
         return None
-    spot = _similar_spot(img, rng, obj, within, avoid, None)
+    # stricter than a heal: a clone on a slightly different ground is what made clones look pasted
+    spot = _similar_spot(img, rng, obj, within, avoid, None, max_cost=CLONE_MAX_COST)
     if spot is None:
         return None
     variant = _blend_at(img, img, obj.x, obj.y, spot[0], spot[1], obj.mask)
@@ -264,9 +177,11 @@ def _background_for(img: np.ndarray, rng: random.Random, obj: Obj) -> tuple[int,
     return _similar_spot(img, rng, obj, (4, 4, w - 4, h - 4), [], 4.0)
 
 
-def removed(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
+def removed(
+    img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], idx: ObjectIndex
+) -> Edit | None:
     """Cover an object with background from nearby whose texture matches the object's surroundings."""
-    obj = find_object(img, rng, s, within, avoid)
+    obj = idx.pick(rng, s, within, avoid)
     bg = None if obj is None else _background_for(img, rng, obj)
     if bg is None:
         return None
@@ -274,9 +189,11 @@ def removed(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: li
     return _finish("removed", img, variant, obj.box, int(obj.mask.sum()), {"from_px": [bg[0], bg[1]]})
 
 
-def moved(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
+def moved(
+    img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], idx: ObjectIndex
+) -> Edit | None:
     """Lift an object off (healing its place) and set it down 1.6-3 of its sizes away."""
-    obj = find_object(img, rng, s, within, avoid)
+    obj = idx.pick(rng, s, within, avoid)
     if obj is None:
         return None
     bg = _background_for(img, rng, obj)
@@ -306,13 +223,15 @@ def _hue_gap(a: float, b: float) -> float:
     return abs(((a - b) + 0.5) % 1.0 - 0.5)
 
 
-def recoloured(img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Edit | None:
+def recoloured(
+    img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], idx: ObjectIndex
+) -> Edit | None:
     """Give a coloured object another hue from the photo's own palette, shading and saturation kept."""
     if colourfulness(img) < 0.1:
         return None  # a greyscale (or nearly) photo: no colour change would look natural
     hues = palette_hues(img)
     for _ in range(4):
-        obj = find_object(img, rng, s, within, avoid, tries=6)
+        obj = idx.pick(rng, s, within, avoid)
         if obj is None:
             return None
         win = img[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w]
@@ -343,9 +262,19 @@ _MAKERS = {"added": added, "removed": removed, "recoloured": recoloured, "moved"
 
 
 def natural_edit(
-    kind: str, img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect] | None = None
+    kind: str,
+    img: np.ndarray,
+    rng: random.Random,
+    s: int,
+    within: Rect,
+    avoid: list[Rect] | None = None,
+    objects: ObjectIndex | None = None,
 ) -> Edit | None:
-    """Apply natural edit `kind` to an object of about s x s px inside `within`, away from `avoid`."""
+    """Apply natural edit `kind` to an object of about s x s px inside `within`, away from `avoid`.
+
+    `objects`: the photo's object index when `img` is an edited copy of it (edits stacked on one
+    photo keep clear of each other through `avoid`); by default `img`'s own, cached.
+    """
     if kind not in _MAKERS:
         raise ValueError(f"unknown natural edit {kind!r}; expected one of {', '.join(NATURAL_KINDS)}")
-    return _MAKERS[kind](img, rng, s, within, list(avoid or []))
+    return _MAKERS[kind](img, rng, s, within, list(avoid or []), objects or objects_of(img, s))

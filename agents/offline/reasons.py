@@ -21,6 +21,7 @@ REASON_CODES: dict[str, tuple[str, str]] = {
     "glance_solvable": ("reject", "the pixel method answers correctly on the glance view (no zoom): not fine-grained"),
     "cap_photo_family_answer": ("reject", "enough accepted samples already share this photo, family and answer"),
     "cap_question": ("reject", "enough accepted samples already ask this exact question"),
+    "answer_balance": ("reject", "this answer already holds more than its fair share of its family's samples"),
 }
 
 _CODE = re.compile(r"\b(" + "|".join(REASON_CODES) + r")\b")

@@ -22,6 +22,7 @@ from agents.base import AgentContext, ImageRef, ImageSet
 from agents.image_cache import store_image
 from agents.offline.natural_edits import Edit, colourfulness, natural_edit
 from agents.offline.nuisance import View, close_up, global_view, render
+from agents.offline.objects import inside, objects_of
 from agents.offline.pixels import pixels, remember
 from agents.offline.regions import Region
 from agents.offline.view import MAX_DETAIL_FRACTION, glance_scale
@@ -44,6 +45,9 @@ REVERSE = {"added": "removed", "removed": "added", "recoloured": "recoloured", "
 EDGE = 0.06  # edits keep this share of the photo side off its border (every view still shows them)
 CELL_MARGIN = 0.18  # where-questions: the edit stays this far (share of a cell) inside its cell
 MAX_VIEW_SIDE = 2048  # close-ups are enlarged at most to this side
+# how often each edit kind is tried first: a blind audit found clones ("added") looked pasted far more
+# often than healed removals, moves and recolours
+EDIT_WEIGHTS = {"removed": 3.0, "moved": 2.0, "recoloured": 2.0, "added": 1.0}
 
 
 class NoSet(Exception):
@@ -57,15 +61,15 @@ class _Img:
     edits: list[Edit] = field(default_factory=list)
 
 
-GLANCE_DETAIL_PX = (5.0, 9.0)  # the deciding object spans this many pixels of the glance view
+GLANCE_DETAIL_PX = (8.0, 13.0)  # the deciding object spans this many pixels of the glance view
 
 
 def detail_side(rng: random.Random, w: int, h: int) -> int:
-    """Side (px) of the deciding object: 5-9 px in the glance view (log-uniform), at most 1% of the image.
+    """Side (px) of the deciding object: 8-13 px in the glance view (log-uniform), at most 1% of the image.
 
-    Sized against the glance view, not the image: at 5-9 glance px the pixel solver cannot find the change
-    without zooming (the critic checks it), while at full resolution it is a real object of 14-28 px in
-    an 1800 x 1350 photo.
+    Sized against the glance view, not the image: at 8-13 glance px the change stays under what is seen
+    at a glance (the critic checks it: `agents.offline.view.GLANCE_MIN_FRAC`), while at full resolution
+    it is a real object of 21-34 px in an 1800 x 1350 photo that a person finds by looking again.
     """
     g = math.exp(rng.uniform(math.log(GLANCE_DETAIL_PX[0]), math.log(GLANCE_DETAIL_PX[1])))
     side = g / glance_scale(w, h)
@@ -90,13 +94,24 @@ class SceneBuilder:
         self.within = (round(m * self.w), round(m * self.h), round((1 - m) * self.w), round((1 - m) * self.h))
 
     # ------------------------------------------------------------------ pieces
-    def edit(self, kind: str | None = None, within=None, avoid=None, base: np.ndarray | None = None) -> Edit:
-        """One natural edit (a kind drawn at random when not given); NoSet when none can be made."""
-        kinds = [kind] if kind else list(self.kinds)
-        self.rng.shuffle(kinds)
+    def edit(
+        self, kind: str | None = None, within=None, avoid=None, base: np.ndarray | None = None, exclude: tuple = ()
+    ) -> Edit:
+        """One natural edit (a kind drawn at random when not given, none of `exclude`); NoSet when none can be made."""
+        kinds = [kind] if kind else [k for k in self.kinds if k not in exclude]
+        # a weighted shuffle: each kind's key is u ** (1 / weight), largest first
+        kinds.sort(key=lambda k: -(self.rng.random() ** (1.0 / EDIT_WEIGHTS.get(k, 1.0))))
         for k in kinds:
             for _ in range(3):
-                e = natural_edit(k, self.img if base is None else base, self.rng, self.s, within or self.within, avoid)
+                e = natural_edit(
+                    k,
+                    self.img if base is None else base,
+                    self.rng,
+                    self.s,
+                    within or self.within,
+                    avoid,
+                    objects=objects_of(self.img, self.s),  # a stacked edit draws on the photo's own objects
+                )
                 if e is not None:
                     return e
         raise NoSet(f"no {'/'.join(kinds)} edit found in this photo")
@@ -155,9 +170,11 @@ class SceneBuilder:
 
 def _which(b: SceneBuilder, changed: bool) -> ImageSet:
     """which_differs (one candidate edited) / which_unchanged (one candidate clean); twins: none qualifies."""
-    n = b.rng.choice([3, 4]) if changed else 3  # which_unchanged: every other candidate must be found changed
+    # the answer first, evenly over the images it can be; then enough images to hold it
+    # (which_unchanged keeps 3: every other candidate must be found changed)
+    target = b.rng.randrange(1, 4 if changed else 3)
+    n = (4 if target == 3 else b.rng.choice([3, 4])) if changed else 3
     twin = b.rng.random() < b.twin_rate
-    target = b.rng.randrange(1, n)
     imgs = [_Img(b.view(), "reference")]
     for k in range(1, n):
         edited = (k == target) == changed if not twin else not changed
@@ -178,8 +195,8 @@ def which_unchanged(b: SceneBuilder) -> ImageSet:
 
 def odd_one_out(b: SceneBuilder) -> ImageSet:
     """3-4 shots; one differs from all others: the only edited one, or the only clean one among copies of an edit."""
-    n = b.rng.choice([3, 4])
-    odd = b.rng.randrange(n)
+    odd = b.rng.randrange(4)  # the answer first, evenly; then enough images to hold it
+    n = 4 if odd == 3 else b.rng.choice([3, 4])
     e = b.edit()
     odd_edited = b.rng.random() < 0.5
     imgs = []
@@ -221,7 +238,8 @@ def count_changes(b: SceneBuilder) -> ImageSet:
     edits: list[Edit] = []
     base = b.img
     for _ in range(m):
-        e = b.edit(avoid=[x.box for x in edits] + [_grow(x.box, 2 * b.s) for x in edits], base=base)
+        # no moves: a person counts an object that moved as one change or as two (gone here, new there)
+        e = b.edit(avoid=[_grow(x.box, 2 * b.s) for x in edits], base=base, exclude=("moved",))
         edits.append(e)
         base = e.variant
     edited = b.rng.randrange(2)
@@ -248,17 +266,26 @@ def change_kind(b: SceneBuilder) -> ImageSet:
     twin = b.rng.random() < b.twin_rate
     if twin:
         return b.finish("change_kind", [_Img(b.view(), "clean"), _Img(b.view(), "clean")], "nothing")
-    e = b.edit()
-    edited = b.rng.randrange(2)
-    imgs = [_Img(b.view(), "edited" if k == edited else "clean", [e] if k == edited else []) for k in range(2)]
-    answer = e.kind if edited == 1 else REVERSE[e.kind]
-    return b.finish("change_kind", imgs, answer, {"colour_photo": "recoloured" in b.kinds})
+    # the answer is drawn first, evenly over what this photo allows: an added object in image 2 is
+    # either a clone in image 2 or a removal in image 1, and either edit may be the one made
+    answers = sorted({k for k in b.kinds} | {REVERSE[k] for k in b.kinds})
+    answer = b.rng.choice(answers)
+    ways = [(k, 1) for k in b.kinds if k == answer] + [(k, 0) for k in b.kinds if REVERSE[k] == answer]
+    b.rng.shuffle(ways)
+    for kind, edited in ways:
+        try:
+            e = b.edit(kind)
+        except NoSet:
+            continue
+        imgs = [_Img(b.view(), "edited" if k == edited else "clean", [e] if k == edited else []) for k in range(2)]
+        return b.finish("change_kind", imgs, answer, {"colour_photo": "recoloured" in b.kinds})
+    raise NoSet(f"no edit for a change_kind answer {answer!r} in this photo")
 
 
 def matching_pair(b: SceneBuilder) -> ImageSet:
     """3-4 shots; exactly two show the same content, every other one has its own change."""
-    n = b.rng.choice([3, 4])
-    pair = sorted(b.rng.sample(range(n), 2))
+    pair = sorted(b.rng.sample(range(4), 2))  # the answer first, evenly; then enough images to hold it
+    n = 4 if 3 in pair else b.rng.choice([3, 4])
     imgs = [_Img(b.view(), "clean" if k in pair else "edited", [] if k in pair else [b.edit()]) for k in range(n)]
     return b.finish("matching_pair", imgs, f"{pair[0] + 1}-{pair[1] + 1}")
 
@@ -271,7 +298,7 @@ def _close_ups(b: SceneBuilder, count: int) -> list[tuple[View, tuple[int, int, 
         if len(out) == count:
             break
         side = b.rng.uniform(0.25, 0.42)
-        cx, cy = b.rng.uniform(0.2, 0.8) * b.w, b.rng.uniform(0.2, 0.8) * b.h
+        cx, cy = _centre(b, side * short)
         if any(math.hypot(cx - x, cy - y) < 0.3 * short for x, y in centres):
             continue
         zoom = min(b.rng.uniform(1.2, 2.0), MAX_VIEW_SIDE / (side * short * 1.35))
@@ -284,6 +311,16 @@ def _close_ups(b: SceneBuilder, count: int) -> list[tuple[View, tuple[int, int, 
     return out
 
 
+def _centre(b: SceneBuilder, crop: float) -> tuple[float, float]:
+    """A close-up's centre (photo px): near one of the photo's objects, so the close-up has one to edit."""
+    objs = [o for o in objects_of(b.img, b.s).objects if inside(o.box, b.within)]
+    if not objs:
+        return b.rng.uniform(0.2, 0.8) * b.w, b.rng.uniform(0.2, 0.8) * b.h
+    o = b.rng.choice(objs)
+    jx, jy = (b.rng.uniform(-0.25, 0.25) * crop for _ in range(2))
+    return min(max(o.x + o.w / 2 + jx, 0.2 * b.w), 0.8 * b.w), min(max(o.y + o.h / 2 + jy, 0.2 * b.h), 0.8 * b.h)
+
+
 def _inner(area: tuple[int, int, int, int], margin: float) -> tuple[int, int, int, int]:
     x1, y1, x2, y2 = area
     mx, my = margin * (x2 - x1), margin * (y2 - y1)
@@ -292,9 +329,9 @@ def _inner(area: tuple[int, int, int, int], margin: float) -> tuple[int, int, in
 
 def crop_match(b: SceneBuilder) -> ImageSet:
     """Image 1 and 2-3 close-ups of other parts of it; all but one close-up carry a change (twin: all)."""
-    n = b.rng.choice([3, 4])
     twin = b.rng.random() < b.twin_rate
-    clean = -1 if twin else b.rng.randrange(1, n)
+    clean = -1 if twin else b.rng.randrange(1, 4)  # the answer first, evenly; then enough close-ups to hold it
+    n = 4 if clean == 3 else b.rng.choice([3, 4])
     imgs = [_Img(b.view(), "reference")]
     for k, (v, area) in enumerate(_close_ups(b, n - 1), start=1):
         edits = [] if k == clean else [b.edit(within=_inner(area, 0.15))]
@@ -307,16 +344,24 @@ def zoom_locate(b: SceneBuilder) -> ImageSet:
     twin = b.rng.random() < b.twin_rate
     ((v, area),) = _close_ups(b, 1)
     v = View(v.crop, v.size, v.gain, v.gamma, v.jpeg)
-    cell = Region(3, b.rng.randrange(3), b.rng.randrange(3))
     x, y, w, h = v.crop
-    cx1, cy1, cx2, cy2 = cell.box
-    mx, my = CELL_MARGIN * (cx2 - cx1), CELL_MARGIN * (cy2 - cy1)
-    within = (
-        round(x + (cx1 + mx) * w),
-        round(y + (cy1 + my) * h),
-        round(x + (cx2 - mx) * w),
-        round(y + (cy2 - my) * h),
-    )
+
+    def within_of(cell: Region) -> tuple[int, int, int, int]:
+        cx1, cy1, cx2, cy2 = cell.box
+        mx, my = CELL_MARGIN * (cx2 - cx1), CELL_MARGIN * (cy2 - cy1)
+        return (
+            round(x + (cx1 + mx) * w),
+            round(y + (cy1 + my) * h),
+            round(x + (cx2 - mx) * w),
+            round(y + (cy2 - my) * h),
+        )
+
+    cells = [Region(3, r, c) for r in range(3) for c in range(3)]
+    index = objects_of(b.img, b.s)
+    # a cell that holds an object of the photo when there is one (an edit needs something to act on)
+    holding = [c for c in cells if index.pick(b.rng, b.s, within_of(c), []) is not None]
+    cell = b.rng.choice(holding or cells)
+    within = within_of(cell)
     saved = b.s
     b.s = max(10, min(b.s, round(0.6 * min(within[2] - within[0], within[3] - within[1]))))
     try:

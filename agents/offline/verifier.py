@@ -13,6 +13,7 @@ from collections import OrderedDict
 from agents.base import AgentContext, Draft, ImageSet
 from agents.offline.pixel_solver import MIN_PX, TAU, Solution, solve
 from agents.offline.pixels import pixels, thumbnail
+from agents.offline.view import GLANCE_MIN_FRAC
 from agents.offline.view import glance as glance_view
 from schemas import LETTERS, TokenUsage, VerifierVerdict
 
@@ -35,6 +36,8 @@ def measure(
 ) -> Solution:
     """Solve `draft` on the set's pixels at full resolution (side=None) or on `side`-px thumbnails.
 
+    `glance`: on the glance views, counting only changes visible at a glance (`agents.offline.view`).
+
     Memoised on image hashes + draft, so the critic re-uses the verifier's full-resolution work.
     """
     key = (tuple(r.sha256 for r in images.images), draft.model_dump_json(), side, glance, tau, min_px, relaxed)
@@ -46,7 +49,8 @@ def measure(
         arrays = [glance_view(pixels(r)) for r in images.images]
     else:
         arrays = [pixels(r) if side is None else thumbnail(r, side) for r in images.images]
-    sol = solve(arrays, draft, tau=tau, min_px=min_px, relaxed=relaxed)
+    min_frac = GLANCE_MIN_FRAC if glance else None
+    sol = solve(arrays, draft, tau=tau, min_px=min_px, relaxed=relaxed, min_frac=min_frac)
     with _SOLVED_LOCK:
         _SOLVED[key] = sol
         while len(_SOLVED) > _SOLVED_ITEMS:

@@ -6,9 +6,13 @@ A multi-image prompt to Qwen2.5-VL (the IMAgent base model) typically gives each
 smaller one is seen at its own size. That downscaled image is the *glance view*:
 
 - a detail is **small** when its box covers at most `MAX_DETAIL_FRACTION` of the image area;
-- a sample is **fine-grained** when the pixel solver cannot answer it from the glance views (the
-  critic's `glance_solvable` check; the "thumbnail" naive solver of the difficulty card runs the
-  very same solver on the same `glance` views, so the card checks the critic);
+- a change is **visible at a glance** when it covers at least `GLANCE_MIN_FRAC` of the glance view
+  (120 px, an 11 x 11 px patch: about a sixth of one visual token). Below that a VLM's tokens mix
+  it with its surroundings, and a person comparing the images side by side has to search for it;
+- a sample is **fine-grained** when the pixel solver, counting only changes visible at a glance,
+  cannot answer it from the glance views (the critic's `glance_solvable` check; the "thumbnail"
+  naive solver of the difficulty card runs the very same solver on the same views, so the card
+  checks the critic);
 - a detail is **findable** when it can be answered at full resolution (the verifier).
 
 So the zoom regime needs images well above 448 px: the default keeps photos at native resolution
@@ -26,6 +30,7 @@ TOKEN_PX = 28  # Qwen2.5-VL: one visual token covers a 28 x 28 px patch (14 px p
 GLANCE_TOKENS = 256  # per image in a multi-image prompt
 GLANCE_PIXELS = GLANCE_TOKENS * TOKEN_PX * TOKEN_PX  # 200,704
 MAX_DETAIL_FRACTION = 0.01  # the deciding detail's box covers at most 1% of the image
+GLANCE_MIN_FRAC = 6e-4  # a change seen at a glance covers at least this share of the glance view
 
 
 def glance_size(width: int, height: int, budget: int = GLANCE_PIXELS) -> tuple[int, int]:

@@ -1,0 +1,175 @@
+"""The objects of a photo that natural edits act on: segments that stand out from the ring around them.
+
+An object (an island, a coin, a leaf, a window, a cell) is a connected area that differs from the
+photo blurred at about the object's size, lies wholly inside the photo, has about the requested
+size, and differs from a homogeneous ring of background around it. The photo is searched once per
+size class, on a copy scaled so that an object spans about `SEG_PX` px, and every object found is
+kept in an `ObjectIndex`; edits then draw from it. That is much cheaper than segmenting windows at
+random (one Felzenszwalb segmentation in ~13 found an object on the earth tiles, 3 s for a whole
+photo) and sees every object whole, not cut by a window's border.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive)
+MIN_CONTRAST = 28.0  # an object differs from its ring by at least this (largest channel of the means)
+RING_CALM = 0.55  # ... and its ring varies (std, largest channel) by at most this share of the contrast
+LEVELS = (0.6, 0.9, 1.3, 1.8)  # candidate areas differ from the blurred photo by these shares of MIN_CONTRAST
+SEG_PX = 18  # an object spans about this many px on the copy that is segmented
+SIZE_CLASS = 1.4  # objects of sizes within this factor share one segmentation
+_CACHE_ITEMS = 16
+
+
+@dataclass
+class Obj:
+    """An object of the photo: a mask over the box (x, y, w, h) and how it differs from its ring."""
+
+    x: int
+    y: int
+    mask: np.ndarray  # (h, w) bool
+    contrast: float
+
+    @property
+    def h(self) -> int:
+        return self.mask.shape[0]
+
+    @property
+    def w(self) -> int:
+        return self.mask.shape[1]
+
+    @property
+    def box(self) -> Rect:
+        return (self.x, self.y, self.x + self.w, self.y + self.h)
+
+
+def overlaps(box: Rect, avoid: list[Rect], gap: int) -> bool:
+    """Whether `box` comes within `gap` px of any box of `avoid`."""
+    x1, y1, x2, y2 = box
+    return any(x1 < b[2] + gap and x2 > b[0] - gap and y1 < b[3] + gap and y2 > b[1] - gap for b in avoid)
+
+
+def inside(box: Rect, within: Rect) -> bool:
+    """Whether `box` lies inside `within` with a pixel to spare."""
+    return box[0] >= within[0] + 1 and box[1] >= within[1] + 1 and box[2] <= within[2] - 1 and box[3] <= within[3] - 1
+
+
+def ring(mask: np.ndarray, width: int) -> np.ndarray:
+    """The band of `width` px around a mask (the mask's array must leave room for it)."""
+    return ndimage.binary_dilation(mask, iterations=width) & ~mask
+
+
+@dataclass
+class ObjectIndex:
+    """Every object of one photo in one size class (side about `s_ref` px at full resolution)."""
+
+    s_ref: float
+    objects: list[Obj]
+
+    def pick(self, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Obj | None:
+        """An object of about s x s px (0.5-1.5 s) inside `within`, clear of `avoid` by s px; None if none.
+
+        Drawn at random among the stronger half by contrast: clear objects, but not always the same one.
+        """
+        fits = [
+            o
+            for o in self.objects
+            if 0.5 * s <= max(o.w, o.h) <= 1.5 * s
+            and min(o.w, o.h) >= 0.3 * s
+            and inside(o.box, within)
+            and not overlaps(o.box, avoid, s)
+        ]
+        if not fits:
+            return None
+        fits.sort(key=lambda o: -o.contrast)
+        return fits[rng.randrange(max(1, (len(fits) + 1) // 2))]
+
+
+def size_class(s: float) -> float:
+    """The reference side of the size class that holds objects of side `s`."""
+    return SIZE_CLASS ** round(math.log(max(s, 2.0)) / math.log(SIZE_CLASS))
+
+
+def _components(d: np.ndarray, level: float) -> tuple[np.ndarray, list]:
+    seg, _ = ndimage.label(ndimage.binary_opening(d > level, iterations=1))
+    return seg, ndimage.find_objects(seg)
+
+
+def build_index(img: np.ndarray, s_ref: float) -> ObjectIndex:
+    """Search `img` once for objects of side about `s_ref` px and keep those that stand out."""
+    H, W = img.shape[:2]
+    f = min(1.0, SEG_PX / s_ref)
+    small = img if f == 1.0 else np.asarray(Image.fromarray(img).resize((round(W * f), round(H * f)), Image.BOX))
+    h, w = small.shape[:2]
+    ss = s_ref * f
+    # candidates: connected areas that differ from the photo blurred at about an object's size, at a
+    # few levels (a faint object and a strong one next to it separate at different levels); the ring
+    # test then keeps only those that stand out from calm surroundings
+    ground = ndimage.gaussian_filter(small.astype(np.float32), (1.2 * ss, 1.2 * ss, 0))
+    d = np.abs(small - ground)
+    d = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])
+    width = max(2, round(ss / 6))
+    objects: list[Obj] = []
+    taken: list[Rect] = []
+    for level in LEVELS:
+        seg, slices = _components(d, level * MIN_CONTRAST)
+        for lab, sl in enumerate(slices, start=1):
+            y1, y2, x1, x2 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+            bw, bh = x2 - x1, y2 - y1
+            # an object wholly inside the photo, of a size some query of this class may ask for
+            if x1 == 0 or y1 == 0 or x2 == w or y2 == h or not (0.35 * ss <= max(bw, bh) <= 2.1 * ss):
+                continue
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            if min(bw, bh) < 0.2 * ss or any(t[0] <= cx < t[2] and t[1] <= cy < t[3] for t in taken):
+                continue
+            py1, px1 = max(0, y1 - width - 1), max(0, x1 - width - 1)
+            py2, px2 = min(h, y2 + width + 1), min(w, x2 + width + 1)
+            m = ndimage.binary_fill_holes(seg[py1:py2, px1:px2] == lab)
+            if m.sum() < 0.15 * ss * ss:
+                continue
+            patch = small[py1:py2, px1:px2]
+            ring_px = patch[ring(m, width)].astype(np.float32)
+            if len(ring_px) < 8:
+                continue
+            contrast = float(np.abs(patch[m].mean(0) - ring_px.mean(0)).max())
+            # a real object sits on one homogeneous background: its ring varies much less than it contrasts
+            if contrast < MIN_CONTRAST or float(ring_px.std(0).max()) > RING_CALM * contrast:
+                continue
+            own = m[y1 - py1 : y2 - py1, x1 - px1 : x2 - px1]
+            fx1, fy1 = math.floor(x1 / f), math.floor(y1 / f)
+            fx2, fy2 = min(W, math.ceil(x2 / f)), min(H, math.ceil(y2 / f))
+            full = own if f == 1.0 else np.asarray(Image.fromarray(own).resize((fx2 - fx1, fy2 - fy1), Image.NEAREST))
+            objects.append(Obj(fx1, fy1, full.astype(bool), contrast))
+            taken.append((x1, y1, x2, y2))
+    return ObjectIndex(s_ref, objects)
+
+
+_INDEX: OrderedDict[tuple, ObjectIndex] = OrderedDict()
+_INDEX_LOCK = threading.Lock()
+
+
+def objects_of(img: np.ndarray, s: float) -> ObjectIndex:
+    """The object index of `img` for objects of side about `s` px, cached on the pixels' content."""
+    s_ref = size_class(s)
+    key = (hashlib.blake2b(np.ascontiguousarray(img).data, digest_size=16).digest(), img.shape, s_ref)
+    with _INDEX_LOCK:
+        hit = _INDEX.get(key)
+        if hit is not None:
+            _INDEX.move_to_end(key)
+            return hit
+    index = build_index(img, s_ref)
+    with _INDEX_LOCK:
+        _INDEX[key] = index
+        while len(_INDEX) > _CACHE_ITEMS:
+            _INDEX.popitem(last=False)
+    return index
