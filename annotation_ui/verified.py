@@ -6,20 +6,28 @@ keeping review edited it (the earliest such edit wins; every decision is listed 
 `review.decisions`), else `accepted`.
 Output order is the run's import order and every timestamp comes from the store, so the same store
 always gives byte-identical shards.
+
+Samples are read from the run's shards through `pipeline.store_reader.StoreReader` (shards checked
+against their manifests, rows validated, images decoded): a verified sample that cannot be read is
+skipped with one line and counted, never written. The export is built in `.OUT.staging` and renamed
+into place under a lock on OUT; a full disk stops it with one line and leaves OUT as it was.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections import defaultdict
+import sys
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotation_ui.dashboard import is_verified
 from annotation_ui.review_store import DB_NAME, Decision, ReviewStore
-from pipeline.shard_store import MANIFESTS, SHARDS, ShardWriter, list_shards, shard_paths
+from pipeline.shard_store import MANIFESTS, SHARDS, ShardWriter
+from pipeline.store_reader import StoreReader
+from pipeline.write_guard import disk_full_stops, out_lock, remove_stale
 from schemas import Review, ReviewDecision, Sample, Status
 from schemas.errors import ConfigError, InputError
 
@@ -38,6 +46,7 @@ class VerifiedReport:
     shards: int = 0
     min_agree: int = 1
     out: str = ""
+    skipped: Counter = field(default_factory=Counter)  # reason -> n (unreadable shards, bad rows, ...)
 
 
 def verified_sample(sample: Sample, decisions: list[Decision], before_json: Callable[[int], str]) -> Sample:
@@ -55,10 +64,14 @@ def verified_sample(sample: Sample, decisions: list[Decision], before_json: Call
 
 
 def iter_verified(store: ReviewStore, min_agree: int, report: VerifiedReport) -> Iterator[Sample]:
-    """Verified samples of the store in import order, counting into `report`."""
+    """Verified samples of the store in import order, counting into `report`; unreadable ones skipped."""
     by_sample: dict[str, list[Decision]] = defaultdict(list)
     for d in store.decisions(with_edits=True):
         by_sample[d.sample_id].append(d)
+    reader = StoreReader(store.run_dir, "mifg verified", decode_images=True)
+    intact = {s.info.file: s for s in reader.shards()}
+    lost: Counter = Counter()  # shard -> verified samples that could not be read from it
+    current, rows = None, {}  # the shard read last: refs come in import order, shard by shard
     for ref in store.refs():
         decisions = by_sample.get(ref.id)
         if not decisions:
@@ -67,20 +80,35 @@ def iter_verified(store: ReviewStore, min_agree: int, report: VerifiedReport) ->
         if not is_verified([d.decision for d in decisions], min_agree):
             report.not_verified += 1
             continue
-        out = verified_sample(store.load_sample(ref.id), decisions, store.edit_before_json)
+        if ref.shard != current:
+            shard = intact.get(ref.shard)
+            current = ref.shard
+            rows = {it.row: it.sample for it in reader.shard_samples(shard)} if shard else {}
+        sample = rows.get(ref.row)
+        if sample is None or sample.id != ref.id:
+            lost[ref.shard] += 1
+            continue
+        out = verified_sample(sample, decisions, store.edit_before_json)
         report.verified += 1
         if out.status is Status.EDITED:
             report.edited += 1
         else:
             report.accepted += 1
         yield out
+    for file, n in lost.items():
+        print(
+            f"mifg verified: warning: {file}: {n} verified samples could not be read from it (see above), skipped",
+            file=sys.stderr,
+        )
+    report.skipped.update(reader.report.skipped)
+    if lost:
+        report.skipped["unreadable_verified"] += sum(lost.values())
 
 
 def _clear_previous(out: Path) -> None:
     """Remove an earlier verified export under `out` (only our tag's shards and manifest)."""
-    for info, path in zip(list_shards(out), shard_paths(out), strict=True):  # shard_paths: never outside out/shards/
-        if info.tag == TAG:
-            path.unlink(missing_ok=True)
+    for path in (out / SHARDS).glob(f"{TAG}-*.parquet"):  # the names ShardWriter(out, TAG) gives
+        path.unlink(missing_ok=True)
     (out / MANIFESTS / f"{TAG}.json").unlink(missing_ok=True)
 
 
@@ -101,14 +129,20 @@ def export_verified(
         raise ConfigError(f"--shard-size must be >= 1, got {shard_size}")
     if out.resolve() == run_dir.resolve():
         raise ConfigError("--out must differ from the run directory")
-    if (out / MANIFESTS / f"{TAG}.json").exists() and not force:
-        raise InputError(f"{out}: already holds a verified export; pass --force to replace it")
-    # Build the whole export beside `out`, then swap it in: a crash never leaves a half export, and
-    # with --force the previous export stays whole until the new one is complete.
-    staging = out.parent / f".{out.name}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    report = _write_verified(run_dir, staging, min_agree, shard_size, progress)
-    _swap_in(staging, out)
+    with out_lock(out, "mifg verified"):  # a second `mifg verified --out OUT` is refused
+        remove_stale(out, "mifg verified")  # .OUT.staging / .OUT.old of a killed run
+        if (out / MANIFESTS / f"{TAG}.json").exists() and not force:
+            raise InputError(f"{out}: already holds a verified export; pass --force to replace it")
+        # Build the whole export beside `out`, then swap it in: a crash never leaves a half export, and
+        # with --force the previous export stays whole until the new one is complete.
+        staging = out.parent / f".{out.name}.staging"
+        kept = f"{out} unchanged (the unfinished export was removed)"
+        try:
+            with disk_full_stops(staging, kept):
+                report = _write_verified(run_dir, staging, min_agree, shard_size, progress)
+                _swap_in(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     report.out = str(out)
     if progress:
         progress(report)
@@ -182,4 +216,5 @@ def summary_line(report: VerifiedReport) -> str:
         f"verified {report.verified} of {report.reviewed} reviewed samples (min agree {report.min_agree}): "
         f"{report.accepted} accepted, {report.edited} edited, {report.not_verified} not verified; "
         f"{report.shards} shard(s) in {report.out}/{SHARDS}/"
+        + ("; skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())) if report.skipped else "")
     )

@@ -3,7 +3,8 @@
 Every user error, whether typer/click finds it (unknown option or command, missing or bad value) or a
 command raises it (`schemas.errors.MifgError`), prints one line `mifg: error: <message>` on stderr
 and exits 2, with no traceback. Other exit codes: 0 done, 1 a run stopped on failures (see
-`mifg generate`), 130 / 143 interrupted by SIGINT / SIGTERM.
+`mifg generate`) or on a full disk (one line naming the file and what was kept), 130 / 143
+interrupted by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -192,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if kinds & _USAGE_ERRORS and hasattr(e, "format_message"):
             return _error(_usage_message(e))
+        from pipeline.write_guard import disk_full_message, is_disk_full
+
+        if is_disk_full(e):  # a writer without its own message: still one line, files written before kept
+            _error(f"{disk_full_message(e)}; files finished before this one are kept")
+            return 1
         raise
     return rc if isinstance(rc, int) else 0
 

@@ -32,7 +32,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def generate(
         out: Path = typer.Option(..., "--out", help="Run directory (created; re-run the same command to resume)."),
-        images: Path | None = typer.Option(None, "--images", help="Folder of photos (recursive)."),
+        images: Path | None = typer.Option(
+            None,
+            "--images",
+            help="Folder of photos (recursive; hidden folders skipped, hidden files used). Photos under a folder"
+            " named after a domain (nature/, urban/, document/...) get it; other folders give 'other' (listed once).",
+        ),
+        follow_links: bool = typer.Option(
+            False, "--follow-links", help="--images: also walk folder symlinks that point outside the folder."
+        ),
         hf_dataset: Path | None = typer.Option(
             None, "--hf-dataset", help="A `datasets` image dataset: a save_to_disk folder or Parquet file(s)."
         ),
@@ -58,6 +66,12 @@ def register(app: typer.Typer) -> None:
             help="Downsize larger photos to this longest side (native resolution below it); under 1024 the"
             " bundled 1800x1350 earth tiles are left out of the default photos.",
         ),
+        max_pixels: int = typer.Option(
+            50_000_000,  # ValidationConfig's default (not imported here: PIL would slow down `mifg --help`)
+            "--max-pixels",
+            help="Skip photos with more pixels than this (decompression-bomb guard, read from the header"
+            " before decoding).",
+        ),
         agent_option: list[str] = typer.Option(
             [],
             "--agent-option",
@@ -69,6 +83,10 @@ def register(app: typer.Typer) -> None:
         """Generate multi-image fine-grained QA candidates into RUN_DIR (resumable)."""
         if n < 1:
             raise ConfigError(f"-n {n}: give at least 1 work item")
+        if max_pixels < 1:
+            raise ConfigError(f"--max-pixels {max_pixels}: give a positive number of pixels")
+        if follow_links and images is None:
+            raise ConfigError("--follow-links applies to --images")
         from pipeline.image_validation import ValidationConfig
         from pipeline.run_config import RunConfig, parse_shard
         from pipeline.runner import format_summary
@@ -111,7 +129,8 @@ def register(app: typer.Typer) -> None:
             max_revisions=max_revisions,
             retry_failed=retry_failed,
             agent_options=options,
-            validation=ValidationConfig(max_side=max_side),
+            follow_links=follow_links,
+            validation=ValidationConfig(max_side=max_side, max_pixels=max_pixels),
         )
         agents, factory = _build_agents(backend, base_url, model or "", options)
         summary = run(cfg, agents, factory=factory, progress=not no_progress)

@@ -197,46 +197,28 @@ def difficulty_card(samples: Iterable[Sample], cap: int | None = None, seed: int
 
 def run_difficulty(root: str | Path, cap: int | None = CAP, seed: int = 0) -> dict[str, Any]:
     """The card of a store root's shards (a run's accepted shards), skipping unreadable shards and rows."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from pipeline.shard_store import MANIFESTS, shard_paths
-    from schemas import row_to_sample
-    from schemas.errors import InputError
+    from pipeline.shard_store import MANIFESTS
+    from pipeline.store_reader import StoreReader, StoreReport
 
     tally = DifficultyTally(cap, seed)
     root = Path(root)
-    try:
-        paths = shard_paths(root) if (root / MANIFESTS).is_dir() else []
-    except InputError:
-        tally.skipped["unreadable_manifest"] += 1
-        paths = []
-    ids: dict[Path, list[str]] = {}
-    for path in paths:
-        try:
-            ids[path] = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-        except Exception:  # noqa: BLE001 - a damaged shard is counted and skipped
-            tally.skipped["unreadable_shard"] += 1
+    if not (root / MANIFESTS).is_dir():
+        return tally.card()
+    reader = StoreReader(root, report=StoreReport(quiet=True))  # the command itself reports damage once
+    ids: dict[str, list[str]] = {}
+    for shard, _, row in reader.rows(columns=["id"]):
+        ids.setdefault(shard.info.file, []).append(row["id"])
     tally.select(i for shard_ids in ids.values() for i in shard_ids if i)
-    for path, shard_ids in ids.items():
-        wanted = [i for i in dict.fromkeys(shard_ids) if i and tally.wants(i)]
-        if not wanted:
+    solved: set[str] = set()
+    for shard in reader.shards():
+        if not any(i and tally.wants(i) for i in ids.get(shard.info.file, ())):
             continue
-        try:
-            table = pq.read_table(path)
-            rows = table.filter(pc.is_in(table["id"], value_set=pa.array(wanted, pa.string()))).to_pylist()
-        except Exception:  # noqa: BLE001
-            tally.skipped["unreadable_shard"] += 1
-            continue
-        for row in rows:
-            try:
-                sample = row_to_sample(row)
-            except (ValueError, KeyError, TypeError):
-                tally.skipped["invalid_row"] += 1
-                continue
-            if sample.status != Status.REJECTED:
+        for item in reader.shard_samples(shard):
+            sample = item.sample
+            if tally.wants(sample.id) and sample.id not in solved and sample.status != Status.REJECTED:
+                solved.add(sample.id)
                 tally.add(sample)
+    tally.skipped.update(reader.report.skipped)  # each damaged shard once (a reader reports a file once)
     return tally.card()
 
 

@@ -3,8 +3,9 @@
 A source is an iterator of `SourceImage`: an id (stable across runs, used for provenance and for
 splitting by source), a licence, a domain hint and a loader. Loaders return a path, encoded bytes or
 a PIL image; `pipeline.image_validation` turns any of them into a safe RGB image or a skip reason.
-Problems found while walking (a symlink loop, an unreadable folder) become loaders that raise
-`SkipImage`, so every problem is reported and counted in one place.
+Problems found while walking (a symlink loop, an unreadable folder, a folder link out of the root)
+become loaders that raise `SkipImage`, so every problem is reported and counted in one place.
+`directory_source` documents the walk: hidden folders, symlinks, and how folder names become domains.
 """
 
 from __future__ import annotations
@@ -184,27 +185,79 @@ def _raise(reason: str, detail: str) -> Callable[[], ImageInput]:
     return load
 
 
-def _domain_hint(rel_parts: tuple[str, ...], default: Domain | None) -> Domain:
-    """`--domain` if given, else the first folder named like a Domain (photos/nature/x.jpg), else other."""
+def folder_domain(name: str) -> Domain | None:
+    """The Domain a folder name stands for: its value in any case, singular or plural (Nature, objects)."""
+    key = name.strip().lower()
+    for candidate in (key, key.removesuffix("s")):
+        try:
+            return Domain(candidate)
+        except ValueError:
+            pass
+    return None
+
+
+def _domain_hint(rel_parts: tuple[str, ...], default: Domain | None, unmapped: set[str]) -> Domain:
+    """`domain` if given, else the first folder that names a Domain (photos/nature/x.jpg), else other.
+
+    The top folder of a photo that lands in `other` that way is added to `unmapped` (for the mapping line).
+    """
     if default is not None:
         return default
-    values = {d.value: d for d in Domain}
     for part in rel_parts[:-1]:
-        if part.lower() in values:
-            return values[part.lower()]
+        found = folder_domain(part)
+        if found is not None:
+            return found
+    if len(rel_parts) > 1 and folder_domain(rel_parts[0]) is None:
+        unmapped.add(printable(rel_parts[0]))
     return Domain.OTHER
 
 
+def domain_mapping_line(unmapped: set[str], shown: int = 8) -> str:
+    """`domains: pets -> other, space -> other (...)`: the one line naming folders that became `other`."""
+    names = sorted(unmapped)
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    pairs = ", ".join(f"{n} -> {Domain.OTHER.value}" for n in names[:shown])
+    known = ", ".join(d.value for d in Domain if d is not Domain.OTHER)
+    return (
+        f"domains: {pairs}{more} (a folder names a domain when it is one of {known}; the folder name stays in"
+        " each image's source id, e.g. dir:<folder>/<file>)"
+    )
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def directory_source(
-    root: str | Path, *, domain: Domain | None = None, license: str = "unknown"
+    root: str | Path,
+    *,
+    domain: Domain | None = None,
+    license: str = "unknown",
+    follow_links: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> Iterator[SourceImage]:
-    """Every non-hidden file under `root`, recursively, in sorted order; follows symlinks without looping."""
+    """Every file under `root`, recursively, in sorted order (see the rules below).
+
+    - Hidden *folders* (`.git`, `.thumbnails`, `.cache`: tool data, not photos) are not entered; hidden
+      *files* are files like any other (`.IMG_0001.jpg` is used; `.DS_Store` gets its skip line).
+    - A symlinked folder is followed when it points inside `root` (loops are reported once); one that
+      points outside is reported as `outside_root` and not entered, unless `follow_links`
+      (`--follow-links`). A symlinked file is read wherever it points: it is opened, never walked.
+    - Domains: `domain` if given, else the first folder on the photo's path that names a `Domain`
+      (case and a plural `s` ignored: `Nature/`, `objects/`). `Domain` stays a closed enum, since
+      exports, benchmark files and per-domain accuracy use its values; any other folder (`pets/`,
+      `space/`) gives `other`, and `on_note` gets one line naming those folders when the walk ends
+      (`domains: pets -> other, ...`). The folder name itself is never lost: it is part of every
+      image's source id (`dir:pets/01.jpg`, `ImageMeta.source`).
+    """
     root = Path(root)
     if not root.exists():
         raise InputError(f"{printable(str(root))}: image directory does not exist")
     if not root.is_dir():
         raise InputError(f"{printable(str(root))}: not a directory")
+    real_root = os.path.realpath(root)
     visited: set[tuple[int, int]] = set()
+    unmapped: set[str] = set()
 
     def walk(folder: Path) -> Iterator[SourceImage]:
         st = folder.stat()
@@ -218,13 +271,11 @@ def directory_source(
             )
             return
         for entry in entries:
-            if entry.name.startswith("."):  # .DS_Store, editor temp files, our own temp files
-                continue
             path = Path(entry.path)
             rel_parts = path.relative_to(root).parts
             sid = "dir:" + printable("/".join(rel_parts))
             display = printable(str(path))
-            dom = _domain_hint(rel_parts, domain)
+            dom = _domain_hint(rel_parts, domain, unmapped)
             try:
                 st = os.stat(path)  # follows symlinks: raises on loops and dangling links
             except OSError as e:
@@ -236,14 +287,23 @@ def directory_source(
                     yield SourceImage(sid, license, dom, _raise("unreadable", e.strerror or str(e)), display)
                 continue
             if entry.is_dir():
+                if entry.name.startswith("."):  # .git, .thumbnails, .cache: not photos
+                    continue
                 if (st.st_dev, st.st_ino) in visited:
                     yield SourceImage(sid, license, dom, _raise("symlink_loop", "folder already visited"), display)
+                    continue
+                target = os.path.realpath(path)
+                if entry.is_symlink() and not follow_links and not _inside(target, real_root):
+                    detail = f"folder link to {printable(target)}; pass --follow-links to walk it"
+                    yield SourceImage(sid, license, dom, _raise("outside_root", detail), display)
                     continue
                 yield from walk(path)
             else:
                 yield SourceImage(sid, license, dom, (lambda p=path: p), display)
 
     yield from walk(root)
+    if unmapped and on_note is not None:
+        on_note(domain_mapping_line(unmapped))
 
 
 # ---------------------------------------------------------------- a `datasets` image dataset

@@ -1,17 +1,23 @@
 """Open untrusted image files safely and turn them into plain RGB photos, or a skip reason.
 
 Guards, in the order they run (cheap header checks before any pixel is decoded):
-empty / unreadable file -> not an image (SVG, text named .jpg) -> decompression bomb (explicit pixel
-limit, PIL's own bomb error/warning caught) -> too small / extreme aspect ratio -> verify + reload ->
-full decode (truncated files) -> first frame of animations -> EXIF orientation -> mode conversion
-(CMYK, 16-bit, palette/alpha over white, 1-bit) -> downsize to `max_side`.
+empty / unreadable file -> not an image (SVG, text named .jpg) -> decompression bomb (our pixel
+limit on the header, `--max-pixels`; PIL's own bomb error caught) -> too small / extreme aspect ratio
+-> verify + reload -> full decode (truncated files) -> first frame of animations -> EXIF orientation
+-> mode conversion (CMYK, 16-bit, float with NaN/inf, palette/alpha over white, 1-bit) -> downsize
+to `max_side`.
+PIL / numpy warnings never print: they join the skip line of the photo that raised them (see
+`library_warnings_routed`, which `build_pool` holds around its decoding threads).
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +93,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        if mode.startswith("I;16") or lo >= 0:
-            lo = 0.0  # unsigned data: keep black black; 12-bit sensors in 16-bit files are stretched to 8 bits
-            hi = max(hi, 255.0)
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
-        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+        return _scaled_to_rgb(np.asarray(img, dtype=np.float64), mode)
     if mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
         mode = img.mode
@@ -106,39 +106,124 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, CMYK, YCbCr, LAB, HSV
 
 
-def _open_checked(data: bytes, cfg: ValidationConfig) -> Image.Image:
-    """Header checks, verify, then a full decode of the first frame."""
+def _scaled_to_rgb(arr: np.ndarray, mode: str) -> Image.Image:
+    """A 16-bit / 32-bit / float grey image scaled to 8 bits; NaN and +-inf left out of the scaling.
+
+    Unsigned data keeps black black (12-bit sensors in 16-bit files are stretched to 8 bits); floats in
+    [0, 1] are the usual convention and map to 0..255; anything else is stretched min..max of its
+    finite values. NaN becomes black, +inf white, -inf black.
+    """
+    finite = np.isfinite(arr)
+    if not finite.any():
+        raise SkipImage("corrupt", "no finite pixel values (all NaN or infinite)")
+    lo, hi = float(arr[finite].min()), float(arr[finite].max())
+    if mode == "F" and 0.0 <= lo and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    elif mode.startswith("I;16") or lo >= 0:
+        lo, hi = 0.0, max(hi, 255.0)
+    arr = np.where(np.isnan(arr), lo, np.clip(arr, lo, hi))  # +-inf clipped to the ends of the finite range
+    scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+
+
+# ---- library warnings -> skip lines
+#
+# PIL and numpy report recoverable trouble (corrupt EXIF, odd TIFF tags, bad casts) as warnings, which
+# would print raw lines between the skip lines, from several decoding threads at once. While photos are
+# validated, every warning goes to the photo its thread is loading instead: a photo that is skipped
+# carries its warnings in its skip line's detail; a photo that loads anyway is used and its warnings
+# are dropped (PIL recovered). `warnings.catch_warnings` is process-wide and not thread-safe, so it is
+# entered once around the whole pool (`library_warnings_routed`), and each thread only swaps its own list.
+
+_THREAD = threading.local()  # .messages: the warnings of the photo this thread is validating
+
+
+@contextmanager
+def library_warnings_routed(max_pixels: int) -> Iterator[None]:
+    """While photos are validated (in any thread), warnings go to the photo being loaded.
+
+    The pixel limit is ours (`max_pixels`, checked on the header), so PIL's DecompressionBombWarning
+    is dropped, and PIL's own limit (an error at twice it) is raised to `max_pixels` when that is higher,
+    so that `--max-pixels` above PIL's default is honoured.
+    """
+    show_as_usual = warnings.showwarning
+
+    def route(message, category, filename, lineno, file=None, line=None) -> None:
+        messages = getattr(_THREAD, "messages", None)
+        if messages is None:  # a warning of some other work going on meanwhile: shown as usual
+            show_as_usual(message, category, filename, lineno, file, line)
+        elif not issubclass(category, Image.DecompressionBombWarning):
+            messages.append(f"{category.__name__}: {' '.join(str(message).split())}")
+
+    route.routes_photo_warnings = True  # type: ignore[attr-defined]
+    saved_limit = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("always")  # each photo sees its own warnings, not only the first of a kind
+        warnings.showwarning = route
+        if saved_limit is not None:
+            Image.MAX_IMAGE_PIXELS = max(saved_limit, max_pixels)
         try:
-            probe = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError as e:
-            raise _not_image_reason(data) from e
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise SkipImage("decompression_bomb", str(e).split(".")[0]) from e
-        except (OSError, ValueError, SyntaxError) as e:
-            raise SkipImage("corrupt", str(e) or type(e).__name__) from e
-        w, h = probe.size
-        if w * h > cfg.max_pixels:
-            raise SkipImage("decompression_bomb", f"{w}x{h} = {w * h} pixels > limit {cfg.max_pixels}")
-        _check_geometry(w, h, cfg)
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved_limit
+
+
+@contextmanager
+def _photo_warnings(cfg: ValidationConfig) -> Iterator[list[str]]:
+    """The warnings this thread raises in the block (nested blocks share the outer list)."""
+    outer = getattr(_THREAD, "messages", None)
+    if outer is not None:
+        yield outer
+        return
+    with ExitStack() as stack:
+        if not getattr(warnings.showwarning, "routes_photo_warnings", False):  # called alone: route here
+            stack.enter_context(library_warnings_routed(cfg.max_pixels))
+        _THREAD.messages = messages = []
         try:
-            probe.verify()  # structure/CRC checks; the image object is unusable afterwards
-        except Exception as e:
-            raise SkipImage("corrupt", f"verify failed: {e}") from e
-        try:
-            img = Image.open(io.BytesIO(data))
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)  # animated GIF/WebP/APNG/multi-page TIFF: the first frame
-            img.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise SkipImage("decompression_bomb", str(e).split(".")[0]) from e
-        except OSError as e:
-            msg = str(e)
-            reason = "truncated" if "truncated" in msg or "broken data stream" in msg else "corrupt"
-            raise SkipImage(reason, msg) from e
-        except Exception as e:
-            raise SkipImage("corrupt", f"{type(e).__name__}: {e}") from e
+            yield messages
+        finally:
+            _THREAD.messages = None
+
+
+def _with_warnings(e: SkipImage, messages: list[str]) -> SkipImage:
+    """`e` with the photo's library warnings added to its detail (each distinct one once)."""
+    if not messages:
+        return e
+    extra = "; ".join(dict.fromkeys(messages))
+    return SkipImage(e.reason, f"{e.detail}; {extra}" if e.detail else extra)
+
+
+def _open_checked(data: bytes, cfg: ValidationConfig) -> Image.Image:
+    """Header checks (our pixel limit first), verify, then a full decode of the first frame."""
+    try:
+        probe = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as e:
+        raise _not_image_reason(data) from e
+    except Image.DecompressionBombError as e:
+        raise SkipImage("decompression_bomb", str(e).split(".")[0]) from e
+    except (OSError, ValueError, SyntaxError) as e:
+        raise SkipImage("corrupt", str(e) or type(e).__name__) from e
+    w, h = probe.size
+    if w * h > cfg.max_pixels:
+        raise SkipImage("decompression_bomb", f"{w}x{h} = {w * h} pixels > limit {cfg.max_pixels}")
+    _check_geometry(w, h, cfg)
+    try:
+        probe.verify()  # structure/CRC checks; the image object is unusable afterwards
+    except Exception as e:
+        raise SkipImage("corrupt", f"verify failed: {e}") from e
+    try:
+        img = Image.open(io.BytesIO(data))
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)  # animated GIF/WebP/APNG/multi-page TIFF: the first frame
+        img.load()
+    except Image.DecompressionBombError as e:
+        raise SkipImage("decompression_bomb", str(e).split(".")[0]) from e
+    except OSError as e:
+        msg = str(e)
+        reason = "truncated" if "truncated" in msg or "broken data stream" in msg else "corrupt"
+        raise SkipImage(reason, msg) from e
+    except Exception as e:
+        raise SkipImage("corrupt", f"{type(e).__name__}: {e}") from e
     return img
 
 
@@ -151,6 +236,14 @@ def _check_geometry(w: int, h: int, cfg: ValidationConfig) -> None:
 
 def validate_input(value: ImageInput, cfg: ValidationConfig) -> Image.Image:
     """Safe RGB image from a path, encoded bytes or a PIL image; raises SkipImage with a reason."""
+    with _photo_warnings(cfg) as messages:
+        try:
+            return _validated(value, cfg)
+        except SkipImage as e:
+            raise _with_warnings(e, messages) from e
+
+
+def _validated(value: ImageInput, cfg: ValidationConfig) -> Image.Image:
     if isinstance(value, Image.Image):
         w, h = value.size
         if w * h > cfg.max_pixels:
@@ -175,13 +268,14 @@ def validate_input(value: ImageInput, cfg: ValidationConfig) -> Image.Image:
 
 
 def validate_source(src: SourceImage, cfg: ValidationConfig) -> Image.Image:
-    """Load and validate one source photo; raises SkipImage (never anything else) when unusable."""
-    try:
-        value = src.load()
-        return validate_input(value, cfg)
-    except SkipImage:
-        raise
-    except MemoryError as e:
-        raise SkipImage("decompression_bomb", "out of memory while decoding") from e
-    except Exception as e:
-        raise SkipImage("corrupt", f"{type(e).__name__}: {e}") from e
+    """Load and validate one source photo; raises SkipImage (never anything else, no warning) when unusable."""
+    with _photo_warnings(cfg) as messages:
+        try:
+            value = src.load()
+            return validate_input(value, cfg)
+        except SkipImage:
+            raise
+        except MemoryError as e:
+            raise _with_warnings(SkipImage("decompression_bomb", "out of memory while decoding"), messages) from e
+        except Exception as e:
+            raise _with_warnings(SkipImage("corrupt", f"{type(e).__name__}: {e}"), messages) from e

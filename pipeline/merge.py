@@ -3,7 +3,9 @@
 The merged directory has the same layout as a run (shards/ + manifests/ under the tag `merged`,
 rejected/, state/ with a copy of every input's item record so `mifg stats` works on it, and
 merge.json naming the inputs). It is built in a temporary sibling folder and renamed into place,
-so an interrupted merge leaves nothing half-made.
+so an interrupted merge leaves nothing half-made (the next merge to the same --out removes what a
+killed one left; two at once are refused). Inputs are read through `pipeline.store_reader`: damaged
+shards and bad rows are skipped with one line each.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.run_config import REJECTED, RUN_JSON, STATE
-from pipeline.shard_store import MANIFESTS, ShardWriter, atomic_write_json, iter_samples
+from pipeline.shard_store import MANIFESTS, ShardWriter, atomic_write_json
+from pipeline.store_reader import StoreReader
+from pipeline.write_guard import disk_full_stops, out_lock, remove_stale
 from schemas import Sample
 from schemas.errors import ConfigError, InputError
 
@@ -75,6 +79,13 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, *, per_shard: int = 
     ]  # shard runs of one job differ only in their shard index, which is not part of the identity
     summary.identities_differ = len({json.dumps(c, sort_keys=True) for c in comparable}) > 1
 
+    with out_lock(out, "mifg merge"), disk_full_stops(out, f"the inputs; {out} not written"):
+        remove_stale(out, "mifg merge")
+        _merge(dirs, out, idents, summary, per_shard)
+    return summary
+
+
+def _merge(dirs: list[Path], out: Path, idents: list, summary: MergeSummary, per_shard: int) -> None:
     tmp = out.parent / f".{out.name}.merge-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -86,7 +97,8 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, *, per_shard: int = 
                 root = d / sub if sub else d
                 if not (root / MANIFESTS).is_dir():
                     continue
-                for sample in iter_samples(root):
+                for item in StoreReader(root, "mifg merge").samples():
+                    sample = item.sample
                     if sample.id in seen:
                         summary.duplicates += 1
                         continue
@@ -119,4 +131,3 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, *, per_shard: int = 
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return summary

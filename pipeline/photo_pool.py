@@ -12,7 +12,7 @@ from agents.base import ImageRef, PhotoPool
 from agents.image_cache import store_image
 from pipeline.hash_index import HashIndex
 from pipeline.image_sources import SkipImage, SourceImage
-from pipeline.image_validation import ValidationConfig, validate_source
+from pipeline.image_validation import ValidationConfig, library_warnings_routed, validate_source
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def build_pool(
     displays: list[str] = []
     workers = workers or min(4, os.cpu_count() or 1)
     # PIL releases the GIL while decoding, resizing and encoding, so threads overlap the heavy part.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # Library warnings are routed to the photo being decoded (its skip line), never printed raw.
+    with library_warnings_routed(cfg.max_pixels), ThreadPoolExecutor(max_workers=workers) as pool:
         for result in pool.map(lambda s: _load_one(s, image_dir, cfg), sources):
             report.considered += 1
             if isinstance(result, SkippedInput):

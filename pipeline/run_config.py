@@ -61,6 +61,7 @@ class RunConfig:
     base_url: str = ""
     source: str = "skimage"  # "skimage", "dir:<absolute path>" or "hf:<absolute path>"
     image_column: str = "image"
+    follow_links: bool = False  # --images: also walk folder links that point outside the folder
     concurrency: int = 32
     workers: int = 1  # processes running items (offline backend: CPU-bound agents); 1 = this process only
     shard_index: int = 0
@@ -110,7 +111,7 @@ class RunConfig:
 
     def identity(self) -> dict:
         """Settings that decide which samples the plan makes; a resume must match them exactly."""
-        return {
+        ident = {
             "format": RUN_FORMAT,
             "seed": self.seed,
             "backend": self.backend,
@@ -124,6 +125,9 @@ class RunConfig:
             "validation": asdict(self.validation),
             "agent_options": self._sample_deciding_options(),
         }
+        if self.follow_links:  # only when set, so that the runs made before the flag keep their run id
+            ident["follow_links"] = True
+        return ident
 
     def _sample_deciding_options(self) -> dict:
         """Agent options minus the openai transport knobs (timeouts, rates, concurrency...)."""

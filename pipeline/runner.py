@@ -9,8 +9,12 @@ How it stays correct when killed at any instant (Ctrl-C, kill -9, a crash):
 - On start the record is reconciled with the shards that really exist: records whose sample never
   reached a shard are deleted (the items run again); samples in shards without a record (possible
   only after a power cut) are adopted by mapping their seed back to their item. So a crash between
-  the two steps, in either order, neither loses nor duplicates a sample.
+  the two steps, in either order, neither loses nor duplicates a sample. The shards are read through
+  `pipeline.store_reader.StoreReader`; a listed shard that is missing, damaged or outside the run is
+  dropped from its manifest with one line (see `ShardWriter`), and its items run again.
 - A sample id is written at most once per store: the runner keeps the set of ids on disk.
+- A full disk (ENOSPC, SQLite's "database or disk is full") stops the run with one line naming the
+  file and what was kept; the same command resumes once there is space.
 """
 
 from __future__ import annotations
@@ -32,8 +36,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from agents.base import COUNT_PREFIX, AgentContext, AgentSet, PhotoPool, WorkItem
 from agents.image_cache import load_bytes
 from pipeline.duplicate_registry import RunRegistry
@@ -42,10 +44,12 @@ from pipeline.image_sources import SourceImage, bundled_source, directory_source
 from pipeline.item_store import ItemRecord, ItemStore
 from pipeline.photo_pool import PoolReport, SkippedInput, build_pool
 from pipeline.run_config import RunConfig, check_or_write_run_json, item_seed
-from pipeline.shard_store import ShardInfo, ShardWriter
-from schemas import NEUTRAL_ROLE, CriticVerdict, Provenance, Sample, Status, image_entry, table_to_samples
+from pipeline.shard_store import ShardWriter
+from pipeline.store_reader import StoreReader
+from pipeline.write_guard import disk_full_message, is_disk_full
+from schemas import NEUTRAL_ROLE, CriticVerdict, Provenance, Sample, Status, image_entry
 from schemas.arrow import sample_arrow_schema
-from schemas.errors import ConfigError, InputError
+from schemas.errors import ConfigError, DiskFullError, InputError
 
 
 @dataclass
@@ -85,13 +89,17 @@ class RunSummary:
         return self.accepted + self.rejected + self.failed
 
 
+def _note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def sources_for(cfg: RunConfig) -> Iterator[SourceImage]:
     """The image source named by `cfg.source`."""
     kind, _, arg = cfg.source.partition(":")
     if kind == "skimage":
         return bundled_source(cfg.validation.max_side)
     if kind == "dir":
-        return directory_source(Path(arg))
+        return directory_source(Path(arg), follow_links=cfg.follow_links, on_note=_note)
     if kind == "hf":
         return hf_dataset_source(Path(arg), image_column=cfg.image_column)
     raise InputError(f"unknown image source {cfg.source!r}")
@@ -201,15 +209,13 @@ def record_from_sample(index: int, sample: Sample, outcome: str) -> ItemRecord:
     )
 
 
-def _ids_in(root: Path, shards: list[ShardInfo]) -> dict[str, tuple[str, int]]:
-    """sample id -> (shard file, seed) of the given shards."""
+def _ids_in(reader: StoreReader) -> dict[str, tuple[str, int]]:
+    """sample id -> (shard file, seed) of the shards the reader reads (damaged ones skipped, one line each)."""
     out: dict[str, tuple[str, int]] = {}
-    for s in shards:
-        table = pq.read_table(root / s.file, columns=["id", "provenance"])
-        ids = table.column("id").to_pylist()
-        seeds = [p["seed"] for p in table.column("provenance").to_pylist()]
-        for sid, seed in zip(ids, seeds, strict=True):
-            out[sid] = (s.file, seed)
+    for shard, _, row in reader.rows(columns=["id", "provenance"]):
+        seed = (row.get("provenance") or {}).get("seed")
+        if row.get("id") and isinstance(seed, int):
+            out[row["id"]] = (shard.info.file, seed)
     return out
 
 
@@ -317,6 +323,8 @@ class _Run:
         self.store = ItemStore(cfg.state_path)
         self.acc_writer = ShardWriter(cfg.out, cfg.tag)
         self.rej_writer = ShardWriter(cfg.rejected_dir, cfg.tag)
+        for line in self.acc_writer.dropped + self.rej_writer.dropped:  # damaged shards: their items run again
+            print(f"mifg generate: warning: {line}", file=sys.stderr, flush=True)
         # Built (and `datasets` imported, seconds) now: on the first flush it would stall the event loop.
         sample_arrow_schema()
         self._reconcile()
@@ -342,8 +350,12 @@ class _Run:
 
     def _reconcile(self) -> None:
         cfg = self.cfg
-        acc = _ids_in(cfg.out, self.acc_writer.shards)
-        rej = _ids_in(cfg.rejected_dir, self.rej_writer.shards)
+        self.readers = {
+            "accepted": StoreReader(cfg.out, "mifg generate", tags=[cfg.tag]),
+            "rejected": StoreReader(cfg.rejected_dir, "mifg generate", tags=[cfg.tag]),
+        }
+        acc = _ids_in(self.readers["accepted"])
+        rej = _ids_in(self.readers["rejected"])
         done = self.store.done()
         lost = [
             idx
@@ -372,10 +384,11 @@ class _Run:
             idx = by_seed.get(seed)
             if idx is None:
                 continue
-            root = cfg.out if outcome == "accepted" else cfg.rejected_dir
-            for s in table_to_samples(pq.read_table(root / file)):
-                if s.id == sid and wanted.get(sid) == outcome:
-                    records.append(record_from_sample(idx, s, outcome))
+            reader = self.readers[outcome]
+            for shard in (s for s in reader.shards() if s.info.file == file):
+                for item in reader.shard_samples(shard):
+                    if item.sample.id == sid and wanted.get(sid) == outcome:
+                        records.append(record_from_sample(idx, item.sample, outcome))
         self.store.commit(records)
         print(f"resume: adopted {len(records)} samples found in shards without a record", file=sys.stderr)
 
@@ -600,10 +613,12 @@ class _Run:
                 self.summary.loop_seconds = time.perf_counter() - t_loop
                 self.summary.cpu_seconds = _cpu_time() - cpu0
             self.flush()
-        except BaseException:
+        except BaseException as e:
             # An unexpected error (disk full, a bug): leave the buffers unwritten, exactly as a killed
             # process would; the next start reconciles and redoes those items.
             crashed = True
+            if is_disk_full(e):
+                raise DiskFullError(f"{disk_full_message(e, cfg.state_path)}; kept: {self._kept()}") from e
             raise
         finally:
             if self.executor is not None:
@@ -619,6 +634,14 @@ class _Run:
         if self.stop_reason:
             self.summary.stopped_reason = self.stop_reason
         return self.summary
+
+    def _kept(self) -> str:
+        """What a stopped run leaves behind, for its one-line error."""
+        shards = [s for w in ("acc_writer", "rej_writer") if hasattr(self, w) for s in getattr(self, w).shards]
+        return (
+            f"{len(shards)} shards ({sum(s.rows for s in shards)} samples) and the item records in {self.cfg.out};"
+            " free space and run the same command again to resume"
+        )
 
     async def _loop(self, todo: Iterator[int], total: int) -> None:
         with _Progress(total, self.summary, enabled=self.show_progress) as progress:

@@ -7,11 +7,18 @@ Layout of a store root (a generation RUN_DIR, a verified dir, ...):
 
 A shard file appears only by `os.replace` of a fully written, fsynced temp file, so a reader never
 sees half a shard. Manifests are rewritten the same way after each shard. A shard that reached
-disk but not its manifest (a crash between the two renames) is adopted on the next open.
+disk but not its manifest (a crash between the two renames) is adopted on the next open; a listed
+shard that is missing, damaged or outside the store is dropped from its writer's manifest on the
+next open (the file, if any, kept as `<name>.damaged`), so a resumed run writes those samples again.
+
+`open_shard` is the one place that checks a listed shard against its manifest entry (path under
+shards/, present, Parquet, row count, sha256, schema version); `pipeline.store_reader` reads a
+whole store through it.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -20,10 +27,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import SCHEMA_VERSION, Sample, samples_to_table, table_to_samples
-from schemas.errors import InputError
+from schemas.errors import DiskFullError, InputError
 
 SHARDS = "shards"
 MANIFESTS = "manifests"
@@ -40,15 +48,33 @@ class ShardInfo:
     tag: str
 
 
+class DamagedShard(Exception):
+    """A listed shard that cannot be used; `reason` is the counter name, the message one line."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a fsynced temp file and rename (all or nothing)."""
+    """Write `data` to `path` via a fsynced temp file and rename (all or nothing).
+
+    On a full disk the temp file is removed and DiskFullError names `path` (left as it was).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            state = "unchanged" if path.exists() else "not written"
+            raise DiskFullError(f"disk full writing {path} ({e.strerror}); {path.name} {state}") from e
+        raise
     _fsync_dir(path.parent)
 
 
@@ -87,13 +113,42 @@ class ShardWriter:
         (self.root / SHARDS).mkdir(parents=True, exist_ok=True)
         (self.root / MANIFESTS).mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.root / MANIFESTS / f"{tag}.json"
-        self._shards = _read_manifest(self.manifest_path) if self.manifest_path.exists() else []
+        self.dropped: list[str] = []  # one line per listed shard dropped on open (see _drop_damaged)
+        self._shards = self._listed()
         self._adopt_orphans()
 
     @property
     def shards(self) -> list[ShardInfo]:
         """Shards written under this tag so far."""
         return list(self._shards)
+
+    def _listed(self) -> list[ShardInfo]:
+        """This tag's intact listed shards; damaged, missing, repeated or outside entries are dropped."""
+        if not self.manifest_path.exists():
+            return []
+        try:
+            _, listed = read_manifest(self.manifest_path)
+        except InputError as e:  # rebuilt from the shard files by _adopt_orphans
+            self.dropped.append(f"{e}; rebuilt from the shard files")
+            return []
+        kept: list[ShardInfo] = []
+        for info in dict.fromkeys(listed):  # a shard listed twice counts once
+            try:
+                open_shard(self.root, info, columns=["id"])
+            except DamagedShard as e:
+                self._quarantine(info)
+                self.dropped.append(f"{e}; dropped from {self.manifest_path.name}")
+                continue
+            kept.append(info)
+        if len(kept) != len(listed):
+            self._shards = kept
+            self._write_manifest()
+        return kept
+
+    def _quarantine(self, info: ShardInfo) -> None:
+        path = shard_file(self.root, info.file)
+        if path is not None and path.is_file():  # kept for inspection, out of the orphan glob
+            os.replace(path, path.with_name(path.name + ".damaged"))
 
     def _adopt_orphans(self) -> None:
         known = {s.file for s in self._shards}
@@ -161,12 +216,66 @@ class _BytesSink:
         return self._buf.getvalue().to_pybytes()
 
 
-def _read_manifest(path: Path) -> list[ShardInfo]:
+def read_manifest(path: Path) -> tuple[int, list[ShardInfo]]:
+    """(schema_version, listed shards) of one manifest; InputError naming it if it does not parse."""
     try:
         data = json.loads(path.read_text("utf-8"))
-        return [ShardInfo(**s) for s in data["shards"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: unreadable shard manifest ({e})") from e
+        shards = [ShardInfo(**s) for s in data["shards"]]
+        for s in shards:
+            if not (isinstance(s.file, str) and isinstance(s.sha256, str) and isinstance(s.tag, str)):
+                raise TypeError(f"entry {asdict(s)} has a field of the wrong type")
+            if not isinstance(s.rows, int) or isinstance(s.rows, bool):
+                raise TypeError(f"entry {s.file!r}: rows {s.rows!r} is not a number")
+        return int(data.get("schema_version") or 1), shards
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"{path}: unreadable shard manifest ({type(e).__name__}: {e})") from e
+
+
+def shard_file(root: Path, file: str) -> Path | None:
+    """ROOT/`file` when `file` names a shard directly in ROOT/shards/ (no way out, no symlink out), else None."""
+    name = file.removeprefix(f"{SHARDS}/") if isinstance(file, str) else ""
+    if name == file or not _TAG_RE.match(name) or not name.endswith(".parquet") or name.startswith("."):
+        return None
+    path = root / SHARDS / name
+    if path.is_symlink() and not path.resolve().is_relative_to((root / SHARDS).resolve()):
+        return None
+    return path
+
+
+def open_shard(root: Path, info: ShardInfo, columns: list[str] | None = None) -> pa.Table:
+    """The table of a listed shard after checking it against its entry; DamagedShard if it fails."""
+    path = shard_file(root, info.file)
+    if path is None:
+        raise DamagedShard("outside_store", f"manifest entry {str(info.file)[:200]!r} is not a file under {SHARDS}/")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DamagedShard("missing_shard", f"{path}: listed in a manifest but missing") from None
+    except OSError as e:
+        raise DamagedShard("unreadable_shard", f"{path}: unreadable shard ({e.strerror})") from None
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data))
+    except Exception as e:  # noqa: BLE001 - truncated or not Parquet at all
+        raise DamagedShard("unreadable_shard", f"{path}: unreadable shard ({type(e).__name__}: {e})") from None
+    if pf.metadata.num_rows != info.rows:
+        raise DamagedShard(
+            "row_count_mismatch", f"{path}: holds {pf.metadata.num_rows} rows, its manifest says {info.rows}"
+        )
+    if hashlib.sha256(data).hexdigest() != info.sha256:
+        raise DamagedShard(
+            "sha256_mismatch", f"{path}: sha256 differs from its manifest (changed after it was written)"
+        )
+    version = (pf.schema_arrow.metadata or {}).get(b"mifg_schema_version", b"1")
+    if not version.isdigit() or int(version) > SCHEMA_VERSION:
+        raise DamagedShard(
+            "schema_too_new",
+            f"{path}: schema_version {version.decode(errors='replace')[:20]} is newer than this mifg reads"
+            f" (<= {SCHEMA_VERSION}); upgrade mifg to read it",
+        )
+    try:
+        return pf.read(columns=columns)
+    except Exception as e:  # noqa: BLE001 - a damaged page, a missing column
+        raise DamagedShard("unreadable_shard", f"{path}: unreadable shard ({type(e).__name__}: {e})") from None
 
 
 def list_shards(root: str | Path) -> list[ShardInfo]:
@@ -177,7 +286,7 @@ def list_shards(root: str | Path) -> list[ShardInfo]:
         raise InputError(f"{root}: not a mifg shard directory (no {MANIFESTS}/ folder)")
     shards: list[ShardInfo] = []
     for m in sorted(mdir.glob("*.json")):
-        shards.extend(_read_manifest(m))
+        shards.extend(read_manifest(m)[1])
     return sorted(shards, key=lambda s: s.file)
 
 
@@ -186,10 +295,10 @@ def shard_paths(root: str | Path) -> list[Path]:
     root = Path(root)
     paths = []
     for s in list_shards(root):  # a manifest may come from elsewhere: never follow it out of shards/
-        name = s.file.removeprefix(f"{SHARDS}/")
-        if name == s.file or not _TAG_RE.match(name) or not name.endswith(".parquet") or name.startswith("."):
+        path = shard_file(root, s.file)
+        if path is None:
             raise InputError(f"{root}: manifest entry {s.file!r} is not a file under {SHARDS}/")
-        paths.append(root / s.file)
+        paths.append(path)
     return paths
 
 

@@ -1,4 +1,9 @@
-"""`mifg stats`: what a run (or a merge of runs) produced, from its item records and shard manifests."""
+"""`mifg stats`: what a run (or a merge of runs) produced, from its item records and its shards.
+
+Shard figures count what the shard files hold, read through `pipeline.store_reader.StoreReader`
+(each listed shard checked against its manifest, each id once): a missing, truncated or changed
+shard is one warning line and a `skipped` count, not rows taken from the manifest.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from pipeline.difficulty import format_card, run_difficulty
 from pipeline.graph import failure_code
 from pipeline.item_store import ItemRecord, ItemStore
 from pipeline.run_config import REJECTED, RUN_JSON, STATE
-from pipeline.shard_store import MANIFESTS, list_shards
+from pipeline.shard_store import MANIFESTS
+from pipeline.store_reader import StoreReader
 from schemas.errors import InputError
 
 
@@ -101,11 +107,13 @@ def collect_stats(run_dir: str | Path) -> dict[str, Any]:
 
     shards: dict[str, Any] = {}
     for name, root in (("accepted", run_dir), ("rejected", run_dir / REJECTED)):
+        shards[name] = {"files": 0, "rows": 0, "skipped": {}}
         if (root / MANIFESTS).is_dir():
-            infos = list_shards(root)
-            shards[name] = {"files": len(infos), "rows": sum(s.rows for s in infos)}
-        else:
-            shards[name] = {"files": 0, "rows": 0}
+            reader = StoreReader(root, "mifg stats")
+            for _ in reader.samples():  # rows validated, ids once (images are decoded by export / train)
+                pass
+            rep = reader.report
+            shards[name] = {"files": rep.shards, "rows": rep.rows, "skipped": dict(sorted(rep.skipped.items()))}
 
     pool = {
         k: sum(int(m.get(k, 0) or 0) for m in metas[:1]) for k in ("pool_photos", "pool_considered", "related_pairs")
@@ -186,6 +194,9 @@ def format_stats(st: dict[str, Any]) -> str:
         f"shards: accepted {st['shards']['accepted']['rows']} rows in {st['shards']['accepted']['files']} files,"
         f" rejected {st['shards']['rejected']['rows']} rows in {st['shards']['rejected']['files']} files",
     ]
+    for name, sh in st["shards"].items():
+        if sh.get("skipped"):
+            lines.append(f"  {name} shards skipped: {_counts(sh['skipped'])} (see the warnings above)")
     if "difficulty" in st:
         lines += ["", format_card(st["difficulty"])]
     return "\n".join(lines)

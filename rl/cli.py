@@ -54,12 +54,13 @@ def _overrides(
 
 def _train(data: str, out: str, config: str | None, overrides: list[dict], resume: bool, quiet: bool) -> dict:
     from rl.config import load_config
+    from rl.run_files import has_checkpoint
     from rl.trainer import Trainer
 
     cfg = load_config(config, [*overrides, {"data": data, "out": out}])
-    if resume and not (Path(out) / "ckpt" / "state.pt").exists():
+    if resume and not has_checkpoint(Path(out) / "ckpt"):
         raise InputError(f"{out}/ckpt/state.pt: nothing to resume")
-    if not resume and (Path(out) / "ckpt" / "state.pt").exists():
+    if not resume and has_checkpoint(Path(out) / "ckpt"):
         raise ConfigError(f"{out} already holds a checkpoint: pass --resume to continue it, or another --out")
     return Trainer(cfg, step_lines=not quiet).run(resume=resume)
 
@@ -136,6 +137,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """CPU demo: generate the checkerboard task, train the tiny policy, run the ablations, plot curves."""
         from rl.plot import plot_runs
+        from rl.run_files import has_checkpoint
 
         root = Path(out)
         if data_source == "pipeline":
@@ -156,7 +158,7 @@ def register(app: typer.Typer) -> None:
             print(f"== {name} ==")
             run_dir = root / name
             ov = _overrides(None, None, steps, None, [], no_tools, no_mask)
-            resume = (run_dir / "ckpt" / "state.pt").exists()
+            resume = has_checkpoint(run_dir / "ckpt")
             results[name] = _train(str(data), str(run_dir), str(DEMO_TOML), ov, resume, quiet=True)
         png = plot_runs([root / n for n in runs], plot or root / "rl_curves.png")
         summary = {
@@ -216,12 +218,9 @@ def run_eval(
     from rl.data import load_splits
     from rl.evaluate import evaluate
     from rl.policies import build_policy
+    from rl.run_files import load_checkpoint
 
-    path = Path(checkpoint)
-    path = path / "state.pt" if path.is_dir() else path
-    if not path.exists():
-        raise InputError(f"{path}: no checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state, path = load_checkpoint(Path(checkpoint), "eval")  # a damaged state.pt falls back to state.pt.prev
     cfg = config_from_dict(state["config"])
     if policy:
         cfg.policy.kind = policy

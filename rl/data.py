@@ -30,6 +30,7 @@ from PIL import Image
 from schemas import Provenance, Sample, Status, image_entry
 from schemas.arrow import row_to_sample
 from schemas.errors import InputError
+from schemas.sample import undecodable_image
 
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "test", "val": "test", "eval": "test", "dev": "test"}
 VERIFIED = {Status.ACCEPTED, Status.EDITED}
@@ -54,10 +55,16 @@ def load_splits(path: str | Path, allow_unverified: bool = False) -> tuple[dict[
     splits: dict[str, list[Sample]] = {}
     for split, where, row in _rows(root, report):
         try:
-            sample = _to_sample(row)
+            sample = row if isinstance(row, Sample) else _to_sample(row)
         except Exception as e:  # noqa: BLE001 - one bad row must not stop the load
             report.bad += 1
             print(f"mifg: skipping {where}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
+            continue
+        # an image that does not decode would crash training when the row is drawn: skip it now
+        why = None if isinstance(row, Sample) else undecodable_image(sample)
+        if why is not None:
+            report.bad += 1
+            print(f"mifg: skipping {where}: {why}", file=sys.stderr)
             continue
         if report.layout == "shard store" and sample.status not in VERIFIED and not allow_unverified:
             report.unverified += 1
@@ -76,14 +83,17 @@ def _split_of(name: str, default: str = "all") -> str:
     return SPLIT_NAMES.get(stem, default)
 
 
-def _rows(root: Path, report: LoadReport) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(split, 'file row N', raw row) for every row of DATA."""
+def _rows(root: Path, report: LoadReport) -> Iterator[tuple[str, str, dict[str, Any] | Sample]]:
+    """(split, 'file row N', raw row or an already checked Sample) for every row of DATA."""
     if (root / "manifests").is_dir():
-        from pipeline.shard_store import list_shards, shard_paths
+        from pipeline.store_reader import StoreReader
 
         report.layout = "shard store"
-        for shard, path in zip(list_shards(root), shard_paths(root), strict=True):  # shard_paths: never outside shards/
-            yield from _parquet_rows(path, SPLIT_NAMES.get(shard.tag.lower(), "all"))
+        # the one store reader: paths confined to the store, files checked, ids once, images decoded
+        reader = StoreReader(root, "mifg train", decode_images=True)
+        for item in reader.samples():
+            yield SPLIT_NAMES.get(item.shard.info.tag.lower(), "all"), item.where, item.sample
+        report.bad += sum(reader.report.skipped.values())
         return
     if (root / "data").is_dir() and list((root / "data").glob("*.parquet")):
         report.layout = "hf export"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from rl.run_files import read_records
 from schemas.errors import InputError
 
 PANELS = [
@@ -18,11 +18,11 @@ PANELS = [
 
 
 def read_metrics(run: str | Path) -> list[dict]:
-    """Records of RUN/metrics.jsonl."""
+    """Records of RUN/metrics.jsonl (a torn last line skipped with a warning)."""
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
         raise InputError(f"{path}: no metrics (is {run} a training run directory?)")
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    return read_records(path, "train-plot")
 
 
 def _smooth(ys: list[float], k: int = 5) -> list[float]:

@@ -14,14 +14,14 @@
 Scale: the loop runs under `accelerate.Accelerator`, so `python -m ...`, `torchrun` and
 `accelerate launch` (single process, DDP or FSDP from an accelerate config) all work; each process
 rolls out its own share of the prompts. Checkpoints (RUN/ckpt/state.pt) hold weights, optimizer,
-scheduler, data position and every RNG state: resuming continues the exact same run.
+scheduler, data position and every RNG state: resuming continues the exact same run. They are
+written atomically, the one before kept as state.pt.prev for a damaged latest (rl/run_files.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -41,6 +41,7 @@ from rl.parsing import TOOL_NAMES
 from rl.policies import build_policy
 from rl.policies.base import Policy, resolve_device
 from rl.rewards import score
+from rl.run_files import load_checkpoint, read_records, save_checkpoint, write_jsonl
 from rl.trajectory import Trajectory, pad_stack
 from schemas import Sample
 from schemas.errors import InputError
@@ -56,8 +57,7 @@ class MetricsLog:
         if not enabled:
             return
         if resume_step is not None and self.path.exists():  # drop records written after the checkpoint
-            keep = [ln for ln in self.path.read_text("utf-8").splitlines() if json.loads(ln)["step"] <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep), "utf-8")
+            write_jsonl(self.path, [r for r in read_records(self.path) if r["step"] <= resume_step])
         elif resume_step is None:
             self.path.unlink(missing_ok=True)
         if tensorboard:
@@ -257,7 +257,7 @@ class Trainer:
         return self.out / "ckpt"
 
     def save(self) -> None:
-        """Write RUN/ckpt/state.pt (+ config.json) atomically: weights, optimizer, data, RNG."""
+        """Write RUN/ckpt/state.pt (+ config.json) atomically, the one before kept: weights, optimizer, data, RNG."""
         self.acc.wait_for_everyone()
         rng = self._gather_rng()
         if not self.acc_is_main:
@@ -272,11 +272,7 @@ class Trainer:
             "rng": rng,
             "config": self.cfg.to_dict(),
         }
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt_dir / f".state.pt.{os.getpid()}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.ckpt_dir / "state.pt")
-        atomic_write_json(self.ckpt_dir / "config.json", {"step": self.step, **self.cfg.to_dict()})
+        save_checkpoint(self.ckpt_dir, state, self.cfg.to_dict())
 
     def _gather_rng(self) -> list[dict[str, Any]]:
         """Every process's RNG state (index = rank), so each resumes its own stream."""
@@ -290,11 +286,8 @@ class Trainer:
         return states
 
     def load(self, path: Path | None = None) -> None:
-        """Restore a checkpoint written by `save` (exact resume)."""
-        path = path or self.ckpt_dir / "state.pt"
-        if not path.exists():
-            raise InputError(f"{path}: no checkpoint to resume from")
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are tuples
+        """Restore a checkpoint written by `save` (exact resume); a damaged one is one InputError line."""
+        state, _ = load_checkpoint(path or self.ckpt_dir, "train")  # a damaged latest falls back to the one before
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

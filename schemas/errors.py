@@ -19,3 +19,9 @@ class ConfigError(MifgError, ValueError):
 
 class EndpointError(MifgError):
     """The model endpoint is unreachable, refuses the key, or lacks the model."""
+
+
+class DiskFullError(MifgError):
+    """A write ran out of space (ENOSPC, SQLite's "database or disk is full"); what was kept is named."""
+
+    exit_code = 1  # the command stopped part way, like a run stopped on failures

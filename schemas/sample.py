@@ -291,3 +291,21 @@ def content_id(sample: Sample) -> str:
 def option_letter(index: int) -> str:
     """Letter of the option at `index` (0 -> "A")."""
     return LETTERS[index]
+
+
+def undecodable_image(sample: Sample) -> str | None:
+    """Why one of the sample's images cannot be decoded, or None when they all decode."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    for i, img in enumerate(sample.images):
+        try:
+            with warnings.catch_warnings():  # a decoder's warning is folded into this one answer
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(img.bytes)) as im:
+                    im.load()  # full decode: a truncated file passes a header check and breaks consumers later
+        except Exception as e:  # noqa: BLE001 - any decoder error means the image is unusable
+            return f"image {i} does not decode ({type(e).__name__})"
+    return None

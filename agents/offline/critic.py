@@ -31,7 +31,7 @@ from agents.base import COUNT_PREFIX, AgentContext, Draft, ImageSet
 from agents.offline.pixel_solver import MIN_PX, TAU, Solution
 from agents.offline.reasons import REASON_CODES
 from agents.offline.regions import parse_region
-from agents.offline.scene_solver import _is_none
+from agents.offline.scene_solver import is_none
 from agents.offline.verifier import WEAK_PX, measure
 from schemas import LETTERS, CriticVerdict, TaskType, TokenUsage, VerifierVerdict
 
@@ -43,8 +43,8 @@ POSITION_SLACK = 0.2  # a letter may exceed its fair share 1/k by this much
 LOCATION_GRID = 8
 CAP_ANSWER = 3  # accepted samples per (source photo, family, answer text)
 CAP_QUESTION = 40  # accepted samples per exact question string
-BALANCE_MIN = 8  # judge a family's answer balance only after this many accepted samples (per critic)
-BALANCE_SLACK = 0.08  # an answer text may exceed its fair share of its family by this much
+BALANCE_MIN = 10  # judge a family's answer balance only after this many accepted samples (per critic)
+BALANCE_SLACK = 0.12  # an answer text may exceed its fair share of its family by this much
 
 __all__ = ["REASON_CODES", "OfflineCritic", "duplicate_key", "length_outlier"]
 
@@ -164,7 +164,7 @@ class OfflineCritic:
         full = measure(images, draft)
         if full.answer != answer:
             return _verdict("reject", [("verifier_disagrees", f"the pixels do not single out {draft.answer}")])
-        twin = _is_none(text) or text.strip() == "0"
+        twin = is_none(text) or text.strip() == "0"
         if not twin and full.strength < WEAK_PX:
             return _verdict("reject", [("weak_evidence", f"only {full.strength} pixels differ")])
         if not twin:  # a twin's "nothing there" is what any blurred look says: the glance view proves nothing

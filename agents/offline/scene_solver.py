@@ -38,7 +38,8 @@ _PAIR = re.compile(r"images?\s+(\d+)\s+and\s+(\d+)", re.IGNORECASE)
 _NUM = re.compile(r"^\s*(\d+)\s*$")
 
 
-def _is_none(option: str) -> bool:
+def is_none(option: str) -> bool:
+    """Whether an option says "none of them" / "no difference" (and names no image or pair)."""
     t = option.lower()
     return any(w in t for w in NONE_WORDS) and option_image(option) is None and not _PAIR.search(option)
 
@@ -54,10 +55,12 @@ def _shrink(arr: np.ndarray, side: int) -> np.ndarray:
 class _Pairs:
     """Memoised alignments and change blobs between the images of one set."""
 
-    def __init__(self, arrays: list[np.ndarray], min_frac: float | None = None) -> None:
+    def __init__(
+        self, arrays: list[np.ndarray], min_frac: float | None = None, sources: list[np.ndarray] | None = None
+    ) -> None:
         self.arrays = arrays
         self.min_frac = min_frac
-        self.sources: list[np.ndarray] = []
+        self.sources = list(sources or [])  # the arrays these were shrunk from (the memo's identity check)
         self._al: dict[tuple[int, int, str], Alignment | None] = {}
         self._bl: dict[tuple[int, int, str], list[Blob] | None] = {}
         self._frames: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
@@ -133,7 +136,7 @@ def _image_choice(p: _Pairs, draft: Draft, want_changed: bool, zoom: str) -> Sol
     """Options "Image k" (+ a none option): the one candidate that differs (or does not) from image 1."""
     opts = draft.options
     cands = [(i, option_image(o)) for i, o in enumerate(opts) if option_image(o) is not None]
-    none_opt = next((i for i, o in enumerate(opts) if _is_none(o)), None)
+    none_opt = next((i for i, o in enumerate(opts) if is_none(o)), None)
     hits, strength = [], 0
     for i, k in cands:
         if k <= 0 or k >= len(p.arrays):
@@ -192,7 +195,7 @@ def _where(p: _Pairs, draft: Draft, zoom: str) -> Solution:
     blobs = p.blobs(0, 1, zoom)
     if blobs is None:
         return _none(len(opts), "image 2 cannot be registered on image 1")
-    none_opt = next((i for i, o in enumerate(opts) if _is_none(o)), None)
+    none_opt = next((i for i, o in enumerate(opts) if is_none(o)), None)
     if not blobs:
         return _pick(opts, none_opt, "the images show the same content", 1)
     b = blobs[0]
@@ -247,10 +250,7 @@ def _change_kind(p: _Pairs, draft: Draft) -> Solution:
         return next((i for i, o in enumerate(opts) if o.strip().lower() in words), None)
 
     if not blobs:
-        return _pick(opts, next((i for i, o in enumerate(opts) if _is_none(o)), None), "no change", 1)
-    a = p.arrays[0].astype(np.float32)
-    al = p.alignment(0, 1)
-    bw, _ = warp(p.arrays[1], al, a.shape[:2])
+        return _pick(opts, next((i for i, o in enumerate(opts) if is_none(o)), None), "no change", 1)
     if len(blobs) == 2:  # one change showing at two places of similar size: an object left one and took the other
         b1, b2 = blobs
         if max(b1.area, b2.area) <= 4 * min(b1.area, b2.area):
@@ -258,6 +258,8 @@ def _change_kind(p: _Pairs, draft: Draft) -> Solution:
         return _none(len(opts), "two changes of very different size")
     if len(blobs) > 2:
         return _none(len(opts), f"{len(blobs)} changes")
+    a = p.arrays[0].astype(np.float32)
+    bw, _ = warp(p.arrays[1], p.alignment(0, 1), a.shape[:2])
     b = blobs[0]
     x1, y1, x2, y2 = b.box
     pad = max(3, (x2 - x1 + y2 - y1) // 6)
@@ -315,8 +317,7 @@ def _pairs_for(arrays: list[np.ndarray], work_side: int, min_frac: float | None)
         if hit is not None and all(x is y for x, y in zip(hit.sources, arrays, strict=True)):
             _PAIRS.move_to_end(key)
             return hit
-    p = _Pairs([_shrink(a, work_side) for a in arrays], min_frac)
-    p.sources = list(arrays)
+    p = _Pairs([_shrink(a, work_side) for a in arrays], min_frac, sources=arrays)
     with _PAIRS_LOCK:
         _PAIRS[key] = p
         while len(_PAIRS) > 8:

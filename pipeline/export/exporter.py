@@ -5,7 +5,9 @@
     -> rename into --out
 
 Everything is written into a hidden staging folder next to --out and renamed into place at the
-end, so --out is either the previous export or the complete new one, never half of each.
+end, so --out is either the previous export or the complete new one, never half of each. One export
+at a time per --out (`pipeline.write_guard.out_lock`); what a killed export left next to --out is
+removed by the next one; a full disk stops it with one line, --out unchanged.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from pipeline.export.contamination import DEFAULT_THRESHOLD, Hit, ImageKey, find
 from pipeline.export.facts import ExportFacts
 from pipeline.export.hf_format import HfWriter
 from pipeline.export.lmms_eval_format import LmmsEvalWriter
+from pipeline.export.scan import iter_sorted, scan_store
 from pipeline.export.splits import SPLITS, SplitItem, SplitPlan, plan_splits
-from pipeline.export.store_reader import iter_sorted, scan_store
 from pipeline.export.trl_format import TrlWriter
 from pipeline.export.verl_format import VerlWriter
 from pipeline.export.vlmevalkit_format import VlmevalkitWriter
 from pipeline.shard_store import atomic_write_json
+from pipeline.write_guard import disk_full_stops, out_lock, remove_stale
 from schemas import Sample
 from schemas.errors import ConfigError, InputError
 
@@ -151,6 +154,15 @@ def _stderr(msg: str) -> None:
 def run_export(cfg: ExportConfig, progress: Callable[[str], None] | None = _stderr) -> ExportResult:
     """Export the verified samples of `cfg.store` to `cfg.out` in `cfg.fmt`."""
     _validate(cfg)
+    with out_lock(cfg.out, "mifg export"):  # a second export to the same --out is refused
+        remove_stale(cfg.out, "mifg export")
+        _check_out(cfg)  # again, under the lock: another export may have finished meanwhile
+        kept = f"{cfg.out} unchanged (the unfinished export was removed)"
+        with disk_full_stops(cfg.out, kept):
+            return _export(cfg, progress)
+
+
+def _export(cfg: ExportConfig, progress: Callable[[str], None] | None) -> ExportResult:
     say = progress or (lambda _msg: None)
     scan = scan_store(cfg.store, cfg.include_unverified, with_phash=cfg.contamination_dir is not None, progress=say)
     if not scan.items:

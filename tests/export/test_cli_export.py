@@ -76,19 +76,19 @@ def test_rows_are_in_id_order_within_each_split(fmt, exports):
 
 def test_spilled_second_pass_gives_the_same_bytes(store, store_samples, tmp_path, monkeypatch):
     """A store too big to sort in memory goes through id-range buckets on disk: same export, no leftovers."""
-    from pipeline.export import store_reader
+    from pipeline.export import scan
 
     cfg = dict(fmt="verl", test_fraction=0.25, seed=1)
     run_export(ExportConfig(store=store, out=tmp_path / "memory", **cfg), progress=None)
     spilled: list[int] = []
-    real = store_reader.iter_sorted
+    real = scan.iter_sorted
 
     def watch(items, spill_dir, bucket_bytes=None):
         for sample in real(items, spill_dir, bucket_bytes):
             spilled.append(len(list(spill_dir.glob("*.pkl"))) if spill_dir.exists() else 0)
             yield sample
 
-    monkeypatch.setattr(store_reader, "SPILL_BUCKET_BYTES", 20_000)  # a few samples per bucket
+    monkeypatch.setattr(scan, "SPILL_BUCKET_BYTES", 20_000)  # a few samples per bucket
     monkeypatch.setattr("pipeline.export.exporter.iter_sorted", watch)
     shuffled = regenerated(store_samples.values(), tmp_path / "shuffled", seed=11, per_shard=9)
     run_export(ExportConfig(store=shuffled, out=tmp_path / "spilled", **cfg), progress=None)

@@ -101,5 +101,5 @@ def make_corpus(root: Path) -> dict[str, str | None]:
     expect["sub/nested.png"] = None
     os.symlink("..", root / "sub" / "up")  # a folder loop
     expect["sub/up"] = "symlink_loop"
-    (root / ".hidden.png").write_bytes(_png(photo(15)))  # hidden files are ignored, not reported
+    put(".hidden.png", _png(photo(15)), None)  # a hidden file is used like any other
     return expect

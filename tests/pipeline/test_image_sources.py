@@ -17,10 +17,11 @@ def test_directory_is_recursive_sorted_and_reads_domain_folders(tmp_path):
     for rel in ["b.png", "a.png", "nature/z.png", "nature/deeper/y.png", "misc/x.png"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         photo(len(rel)).save(tmp_path / rel)
-    (tmp_path / ".DS_Store").write_bytes(b"junk")
+    (tmp_path / ".DS_Store").write_bytes(b"junk")  # a hidden file: listed like any other (and skipped as not an image)
     srcs = list(directory_source(tmp_path))
     ids = [s.source_id for s in srcs]
-    assert ids == ["dir:a.png", "dir:b.png", "dir:misc/x.png", "dir:nature/deeper/y.png", "dir:nature/z.png"]
+    want = ["dir:.DS_Store", "dir:a.png", "dir:b.png", "dir:misc/x.png", "dir:nature/deeper/y.png", "dir:nature/z.png"]
+    assert ids == want
     assert ids == [s.source_id for s in directory_source(tmp_path)]  # deterministic
     doms = {s.source_id: s.domain for s in srcs}
     assert doms["dir:nature/z.png"] == doms["dir:nature/deeper/y.png"] == Domain.NATURE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -155,3 +156,23 @@ def test_critique_is_async(edit_sets, ctx: AgentContext) -> None:
     v = OfflineVerifier().verify_sync(images, d)
     c, usage = asyncio.run(OfflineCritic().critique(images, d, v, ctx, attempt=0))
     assert c.verdict in ("accept", "reject", "revise") and usage.calls == 0
+
+
+def test_answer_balance_keeps_any_answer_near_its_fair_share() -> None:
+    from agents.offline.critic import BALANCE_MIN
+
+    critic = OfflineCritic(twin_rate=0.15)
+    nothing = (True, "nothing changed")
+    appeared = (False, "something appeared")
+    # the first accepted samples are never judged: too few to say what is fair
+    assert all(critic._balance("change_kind", appeared) == "" for _ in range(3))
+    for i in range(BALANCE_MIN):
+        kind = ("something appeared", "something disappeared", "something moved")[i % 3]
+        critic._answers.setdefault("change_kind", Counter())[(False, kind)] += 1
+    assert critic._balance("change_kind", (False, "something moved")) == ""
+    assert critic._balance("change_kind", nothing) == "", "a first twin is within its 15% share"
+    critic._answers["change_kind"][nothing] += 3
+    note = critic._balance("change_kind", nothing)
+    assert "fair share 15%" in note
+    # another family is counted apart
+    assert critic._balance("count_across", nothing) == ""

@@ -1,11 +1,11 @@
-"""Read a shard store for export: pick the verified samples, count and report everything else.
+"""Choose the samples of a shard store to export, then read them back in a fixed order.
 
-Two passes over the shards, one shard in memory at a time: `scan_store` validates every row and
-keeps only light facts (ids, sources, task types, sizes, and optionally perceptual hashes);
-`iter_sorted` re-reads the shards and yields the chosen samples in sample-id order, so an export
-does not depend on how the samples were spread over shards (`iter_chosen`: the same in store order).
-A bad row or an unreadable shard is one warning line naming the file and row, counted, and never
-stops the export.
+Two passes over the shards, one shard in memory at a time: `scan_store` reads the store through
+`pipeline.store_reader.StoreReader` (every row validated, every image decoded, damaged shards and
+bad rows skipped with one line each and counted, ids once) and keeps only light facts (ids,
+sources, task types, sizes, and optionally perceptual hashes); `iter_sorted` re-reads the shards and
+yields the chosen samples in sample-id order, so an export does not depend on how the samples were
+spread over shards (`iter_chosen`: the same in store order).
 
 Every sample leaves this module neutralised (`neutralise`): no image role and content-hashed image
 file names, also for shards written before the pipeline stopped storing roles.
@@ -14,20 +14,18 @@ file names, also for shards written before the pipeline stopped storing roles.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import pickle
 import shutil
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from pipeline.shard_store import shard_paths
+from pipeline.shard_store import DamagedShard, open_shard
+from pipeline.store_reader import StoreReader, StoreShard
 from schemas import NEUTRAL_ROLE, Sample, Status, image_file_name, row_to_sample
+from schemas.errors import InputError
 
 VERIFIED = (Status.ACCEPTED, Status.EDITED)
 SPILL_BUCKET_BYTES = 256 << 20  # id-ordered second pass: at most about this much image data in memory
@@ -39,7 +37,7 @@ class ScanItem:
     """Light facts about one chosen sample, kept for the whole export."""
 
     id: str
-    shard: Path
+    shard: StoreShard
     row: int
     sources: tuple[str, ...]
     task_type: str
@@ -53,38 +51,11 @@ class ScanResult:
     """Chosen samples plus counts of everything skipped, and why."""
 
     items: list[ScanItem] = field(default_factory=list)
-    rows: int = 0
-    shards: int = 0
+    rows: int = 0  # valid rows read (each id once)
+    shards: int = 0  # intact shards read
     skipped: Counter = field(default_factory=Counter)  # reason -> n
     statuses: Counter = field(default_factory=Counter)  # status of every valid row
     warnings: list[str] = field(default_factory=list)
-
-    def warn(self, reason: str, message: str) -> None:
-        """Count a skipped row/shard under `reason` and print one line about it."""
-        self.skipped[reason] += 1
-        self.warnings.append(message)
-        print(f"mifg export: warning: {message}", file=sys.stderr)
-
-
-def _check_images(sample: Sample) -> str | None:
-    """Why the sample's images cannot be decoded, or None when they all open."""
-    from PIL import Image
-
-    for i, img in enumerate(sample.images):
-        try:
-            with Image.open(io.BytesIO(img.bytes)) as im:
-                im.load()  # full decode: a truncated file passes a header check and breaks consumers later
-        except Exception as e:  # noqa: BLE001 - any decoder error means the image is unusable
-            return f"image {i} does not decode ({type(e).__name__})"
-    return None
-
-
-def _read_rows(path: Path, result: ScanResult) -> list[dict] | None:
-    try:
-        return pq.read_table(path).to_pylist()
-    except Exception as e:  # noqa: BLE001 - a damaged shard is reported and skipped, not fatal
-        result.warn("unreadable_shard", f"{path}: unreadable shard, skipped ({type(e).__name__}: {e})")
-        return None
 
 
 def scan_store(
@@ -98,49 +69,36 @@ def scan_store(
 
     wanted = set(VERIFIED) | ({Status.CANDIDATE} if include_unverified else set())
     result = ScanResult()
-    seen: set[str] = set()
-    paths = shard_paths(root)
-    for k, path in enumerate(paths, 1):
-        rows = _read_rows(path, result)
-        result.shards += 1
-        if rows is None:
+    reader = StoreReader(root, "mifg export", decode_images=True)
+    total = len(reader.shards())
+    last: StoreShard | None = None
+    for item in reader.samples():
+        if progress and last is not None and item.shard is not last:
+            progress(f"scanned shard {reader.report.shards}/{total} ({len(result.items)} samples chosen so far)")
+        last = item.shard
+        sample = item.sample
+        result.statuses[sample.status.value] += 1
+        if sample.status not in wanted:
+            result.skipped[f"status_{sample.status.value}"] += 1
             continue
-        for i, row in enumerate(rows):
-            result.rows += 1
-            try:
-                sample = row_to_sample(row)
-            except (ValueError, KeyError, TypeError) as e:
-                first = str(e).strip().splitlines()
-                detail = " ".join(first[:3]) if first else type(e).__name__
-                result.warn("invalid_row", f"{path}: row {i}: invalid sample, skipped ({detail})")
-                continue
-            result.statuses[sample.status.value] += 1
-            if sample.status not in wanted:
-                result.skipped[f"status_{sample.status.value}"] += 1
-                continue
-            if sample.id in seen:
-                result.skipped["duplicate_id"] += 1
-                continue
-            bad = _check_images(sample)
-            if bad:
-                result.warn("bad_image", f"{path}: row {i}: sample {sample.id}: {bad}, skipped")
-                continue
-            seen.add(sample.id)
-            phashes = tuple(phash_int(img.bytes) for img in sample.images) if with_phash else ()
-            result.items.append(
-                ScanItem(
-                    id=sample.id,
-                    shard=path,
-                    row=i,
-                    sources=tuple(sample.sources),
-                    task_type=sample.task_type.value,
-                    image_sha256=tuple(m.sha256 for m in sample.image_meta),
-                    phashes=phashes,
-                    nbytes=sum(len(img.bytes) for img in sample.images),
-                )
+        phashes = tuple(phash_int(img.bytes) for img in sample.images) if with_phash else ()
+        result.items.append(
+            ScanItem(
+                id=sample.id,
+                shard=item.shard,
+                row=item.row,
+                sources=tuple(sample.sources),
+                task_type=sample.task_type.value,
+                image_sha256=tuple(m.sha256 for m in sample.image_meta),
+                phashes=phashes,
+                nbytes=sum(len(img.bytes) for img in sample.images),
             )
-        if progress:
-            progress(f"scanned shard {k}/{len(paths)} ({len(result.items)} samples chosen so far)")
+        )
+    result.rows, result.shards = reader.report.rows, reader.report.shards
+    result.skipped.update(reader.report.skipped)
+    result.warnings = list(reader.report.lines)
+    if progress:
+        progress(f"scanned {total} shards ({len(result.items)} samples chosen)")
     return result
 
 
@@ -170,12 +128,15 @@ def neutralise(sample: Sample) -> Sample:
 
 def iter_chosen(items: list[ScanItem]) -> Iterator[Sample]:
     """The chosen samples, neutralised, re-read shard by shard, in store order (second pass)."""
-    by_shard: dict[Path, list[int]] = {}
+    by_shard: dict[StoreShard, list[int]] = {}
     for it in items:
         by_shard.setdefault(it.shard, []).append(it.row)
-    for path in by_shard:  # insertion order = scan order = store order
-        rows = pq.read_table(path).to_pylist()
-        for i in sorted(by_shard[path]):
+    for shard in by_shard:  # insertion order = scan order = store order
+        try:
+            rows = open_shard(shard.path.parent.parent, shard.info).to_pylist()
+        except DamagedShard as e:
+            raise InputError(f"{e} (it changed during the export; nothing was written)") from None
+        for i in sorted(by_shard[shard]):
             yield neutralise(row_to_sample(rows[i]))
 
 
