@@ -7,7 +7,9 @@ Rules (all inside the caller's write transaction, so two annotators never race f
    (covered = decided + held under a live lease, fewer than `overlap`), fullest first, so
    overlapping reviews complete early and agreement can be measured.
 3. Otherwise the first untouched sample in import order.
-A sample is never given twice to the same annotator, so its reviewers are always distinct.
+A sample is never given twice to the same annotator, so its reviewers are always distinct; one they
+skipped (`done` = 2) no longer counts as covered, so it goes to someone else by rule 2.
+Quarantined samples are never given out.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def claim(c: sqlite3.Connection, annotator: str, overlap: int, now: float, lease
     row = c.execute(
         """
         SELECT s.id FROM samples s JOIN assignments a ON a.sample_id = s.id
-        WHERE s.n_assigned > 0 AND s.n_done < :overlap
+        WHERE s.n_assigned > 0 AND s.n_done < :overlap AND s.quarantined = 0
         GROUP BY s.id
         HAVING SUM(a.annotator = :me) = 0 AND SUM(a.done = 1 OR a.lease_until > :now) < :overlap
         ORDER BY SUM(a.done = 1 OR a.lease_until > :now) DESC, s.seq
@@ -62,7 +64,9 @@ def claim(c: sqlite3.Connection, annotator: str, overlap: int, now: float, lease
     ).fetchone()
     how = "overlap"
     if row is None:
-        row = c.execute("SELECT id FROM samples WHERE n_assigned = 0 ORDER BY seq LIMIT 1").fetchone()
+        row = c.execute(
+            "SELECT id FROM samples WHERE n_assigned = 0 AND quarantined = 0 ORDER BY seq LIMIT 1"
+        ).fetchone()
         how = "new"
     if row is None:
         return Claim(None, "", dropped)

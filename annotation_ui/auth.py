@@ -110,7 +110,7 @@ def add_user(path: str | Path, name: str, password: str) -> bool:
 
 
 def make_checker(users: dict[str, str]):
-    """A `launch(auth=...)` callable checking name + password against the users' hashes."""
+    """A callable checking name + password against the users' hashes (what the guard calls at login)."""
     # A fixed dummy hash keeps the time of a check the same for unknown names (no user enumeration by timing).
     dummy = hash_password("not-a-password", salt=b"\0" * 16)
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from schemas.errors import ConfigError, InputError
 
+if TYPE_CHECKING:
+    from annotation_ui.review_store import ReviewStore
+
+QUARANTINE_LINES = 20  # start-up lines naming quarantined rows; the dashboard lists them all
+
 
 def review(
     run_dir: Path = typer.Argument(..., help="Generation run directory (shards/ + manifests/)."),
     users: Path | None = typer.Option(None, "--users", help="Users file with hashed passwords (see review-users)."),
-    overlap: int = typer.Option(1, "--overlap", min=1, help="Distinct annotators per sample."),
+    overlap: int | None = typer.Option(
+        None, "--overlap", min=1, help="Distinct annotators per sample (default: the run's own, 1 for a new run)."
+    ),
+    change_overlap: bool = typer.Option(
+        False, "--change-overlap", help="Allow --overlap to differ from the one the review was started with."
+    ),
     port: int = typer.Option(7860, "--port", help="Port to serve on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but localhost needs --users."),
     open_mode: bool = typer.Option(False, "--open", help="No login (localhost only); you review as --annotator."),
@@ -21,11 +34,18 @@ def review(
     lease_minutes: float = typer.Option(20.0, "--lease-minutes", help="Minutes before an untouched sample returns."),
     guidelines: Path | None = typer.Option(None, "--guidelines", help="Markdown file replacing the guidelines."),
 ) -> None:
-    """Serve the review app for RUN_DIR: annotators accept, reject or edit candidates in a browser."""
-    from annotation_ui.auth import is_loopback, load_users, make_checker
+    """Serve the review app for RUN_DIR: annotators accept, reject, edit or skip candidates in a browser.
+
+    The overlap is fixed when the review starts: reopening the run with another --overlap is refused
+    (one line) unless --change-overlap is given; without --overlap the run's own is kept. Rows that
+    fail the sample schema are quarantined at import (listed below and in the dashboard), never
+    assigned. Sessions are signed with RUN_DIR/review-secret.json (mode 600): a restart keeps
+    everyone signed in. A busy port is one line naming --port. Ctrl+C or SIGTERM stops the server
+    with the same closing summary, exit 0.
+    """
+    from annotation_ui.auth import is_loopback, load_users
     from annotation_ui.dashboard import team_stats
     from annotation_ui.review_store import ReviewStore, check_annotator
-    from annotation_ui.service import ReviewService
 
     if users is None and not open_mode:
         raise ConfigError("give --users FILE (make one with `mifg review-users add FILE NAME`) or --open for localhost")
@@ -33,12 +53,11 @@ def review(
         raise ConfigError("--users and --open exclude each other")
     if open_mode and not is_loopback(host):
         raise ConfigError(f"--open serves without login and is for localhost only, not --host {host}")
-    auth = None
+    table = None
     if users is not None:
         table = load_users(users)
         if not table:
             raise ConfigError(f"{users}: no users; add one with `mifg review-users add {users} NAME`")
-        auth = make_checker(table)
     else:
         check_annotator(annotator)
     guide = None
@@ -47,35 +66,64 @@ def review(
             guide = guidelines.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"{guidelines}: cannot read guidelines ({e})") from e
-    store = ReviewStore(run_dir, overlap=overlap, lease_seconds=lease_minutes * 60)
-    rep = store.import_shards()
-    for line in rep.bad:
-        print(f"mifg review: skipped {line}", file=sys.stderr)
-    print(
-        f"review store {store.db_path}: {store.count_samples()} samples "
-        f"(+{rep.added} new from {rep.shards} shard(s); {rep.duplicates} duplicate ids, "
-        f"{rep.not_candidates} not candidates, {len(rep.bad)} bad), overlap {overlap}"
-    )
-    from annotation_ui.app import build_demo, launch  # gradio: imported only when serving
+    from annotation_ui.app import check_port_free  # gradio: imported only when serving
 
-    demo = build_demo(
-        ReviewService(store),
-        open_annotator=annotator if open_mode else None,
-        guidelines=guide,
-        run_name=run_dir.name,
-    )
+    check_port_free(host, port)  # before the shards are imported, not after
+    store = ReviewStore(run_dir, overlap=overlap, change_overlap=change_overlap, lease_seconds=lease_minutes * 60)
     try:
-        url = launch(demo, host=host, port=port, auth=auth, prevent_thread_lock=True, quiet=True)
-        print(f"serving on {url} ({'open, as ' + annotator if open_mode else 'login required'}); Ctrl+C to stop")
-        demo.block_thread()
+        _serve(store, run_dir, table, host, port, annotator if open_mode else None, guide)
     finally:
-        demo.close()
         stats = team_stats(store)
         print(
             f"stopped; {stats.decisions} decisions stored of {stats.target} wanted, {stats.complete} samples "
             f"complete, {stats.verified} verified (`mifg verified {run_dir} --out DIR` writes them)"
         )
         store.close()
+
+
+def _serve(
+    store: ReviewStore,
+    run_dir: Path,
+    users: dict[str, str] | None,
+    host: str,
+    port: int,
+    open_as: str | None,
+    guide: str | None,
+) -> None:
+    """Import, print the start-up lines, serve until Ctrl+C or SIGTERM."""
+    from annotation_ui.app import build_demo, launch
+    from annotation_ui.service import ReviewService
+
+    rep = store.import_shards()
+    for line in rep.bad:
+        print(f"mifg review: skipped {line}", file=sys.stderr)
+    quarantined = store.quarantined()
+    for q in quarantined[:QUARANTINE_LINES]:
+        print(f"mifg review: quarantined {q.line()}", file=sys.stderr)
+    if len(quarantined) > QUARANTINE_LINES:
+        more = len(quarantined) - QUARANTINE_LINES
+        print(f"mifg review: … and {more} more quarantined (see the dashboard)", file=sys.stderr)
+    print(
+        f"review store {store.db_path}: {store.count_samples()} samples "
+        f"(+{rep.added} new from {rep.shards} shard(s); {rep.duplicates} duplicate ids, "
+        f"{rep.not_candidates} not candidates, {len(rep.bad)} bad, {len(quarantined)} quarantined), "
+        f"overlap {store.overlap}"
+    )
+    demo = build_demo(ReviewService(store), open_annotator=open_as, guidelines=guide, run_name=run_dir.name)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # SIGTERM stops as Ctrl+C does
+    try:
+        url = launch(demo, host=host, port=port, users=users, secret_dir=run_dir, prevent_thread_lock=True, quiet=True)
+        mode = f"open, as {open_as}" if open_as else "login required"
+        print(f"serving on {url} ({mode}); Ctrl+C or SIGTERM to stop", flush=True)
+        try:
+            while not stop.wait(0.25):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        demo.close()
 
 
 def verified(

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from annotation_ui.agreement import fleiss_kappa, pairwise_cohen, ratings_table
-from annotation_ui.review_store import KEEP, ReviewStore
+from annotation_ui.review_store import KEEP, Quarantined, ReviewStore
 
 CATEGORIES = ("keep", "reject")  # agreement is on keeping the sample: accept and edit-and-accept both keep it
 
@@ -43,6 +43,8 @@ class TeamStats:
     fleiss: float | None = None
     fleiss_items: int = 0
     pairs: list[dict] = field(default_factory=list)
+    skips: dict[str, int] = field(default_factory=dict)  # skip reason -> n
+    quarantined: list[Quarantined] = field(default_factory=list)  # rows set aside, never assigned
 
 
 def verdict_label(verifier_agrees: bool, critic_verdict: str) -> str:
@@ -95,6 +97,8 @@ def team_stats(store: ReviewStore) -> TeamStats:
         by_verdict=dict(sorted(by_verdict.items())),
         reasons=dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
         multi_rated=len(multi),
+        skips=store.skip_reasons(),
+        quarantined=store.quarantined(),
     )
     if multi:
         stats.unanimous = sum(len(set(ds)) == 1 for ds in multi.values()) / len(multi)

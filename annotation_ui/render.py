@@ -244,5 +244,35 @@ def dashboard_html(s: TeamStats) -> str:
         f"</table></section>"
         f'<section class="mifg-panel"><h3>Reject reasons</h3><table class="mifg-table"><thead><tr><th>reason</th>'
         f"<th>count</th></tr></thead><tbody>{reasons}</tbody></table></section>"
+        f"{_skips_panel(s)}{_quarantine_panel(s)}"
         f"</div></div>"
+    )
+
+
+def _skips_panel(s: TeamStats) -> str:
+    rows = (
+        "".join(f"<tr><td>{esc(k)}</td><td class='mifg-r'>{n}</td></tr>" for k, n in s.skips.items())
+        or '<tr><td colspan="2" class="mifg-muted">no skips yet</td></tr>'
+    )
+    return (
+        '<section class="mifg-panel" id="mifg-skips"><h3>Skip reasons</h3><table class="mifg-table"><thead><tr>'
+        f"<th>reason</th><th>count</th></tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
+def _quarantine_panel(s: TeamStats, shown: int = 50) -> str:
+    """Rows set aside at import (or when they could not be shown): never assigned, each with its reason."""
+    if not s.quarantined:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(q.shard)}</td><td class='mifg-r'>{q.row}</td><td><code>{esc(q.sample_id[:16])}</code></td>"
+        f"<td>{esc(q.reason)}</td></tr>"
+        for q in s.quarantined[:shown]
+    )
+    more = f'<p class="mifg-muted">… and {len(s.quarantined) - shown} more.</p>' if len(s.quarantined) > shown else ""
+    return (
+        f'<section class="mifg-panel" id="mifg-quarantine"><h3>Quarantined rows ({len(s.quarantined)})</h3>'
+        '<p class="mifg-muted">Never assigned to anyone. Fix the shard and re-run generation, or leave them out.</p>'
+        f"<table class='mifg-table'><thead><tr><th>shard</th><th>row</th><th>id</th><th>reason</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>{more}</section>"
     )

@@ -3,7 +3,11 @@
 RUN_DIR/review.sqlite holds
 - `samples`      the index of reviewable samples: id + shard pointer, imported from the run's shards
                  (image bytes stay in the shards; the browser never names a file);
+- `quarantine`   rows set aside with their reason, never assigned: rows that fail `schemas.Sample` at
+                 import, and samples that could not be loaded or shown later (`quarantined` = 1 in samples);
 - `assignments`  which annotator holds which sample, with a lease that expires so abandoned work returns;
+                 `done` is 0 open, 1 decided, 2 skipped (a skip hands the sample to someone else);
+- `skips`        one row per (sample, annotator) skip, with its reason;
 - `decisions`    one row per (sample, annotator): accept | reject | edit (edit-and-accept);
 - `edits`        the sample before and after an edit, for edit decisions;
 - `audit`        an append-only log of every claim, decision, refusal and import (triggers forbid changes).
@@ -31,13 +35,14 @@ import pyarrow.parquet as pq
 
 from annotation_ui import assignment
 from pipeline.shard_store import list_shards
-from schemas import Sample, Status, table_to_samples
-from schemas.errors import InputError, MifgError
+from schemas import Sample, Status, row_to_sample, table_to_samples
+from schemas.errors import ConfigError, InputError, MifgError
 
 DB_NAME = "review.sqlite"
 DEFAULT_LEASE_SECONDS = 20 * 60
 DECISIONS = ("accept", "reject", "edit")
 KEEP = frozenset({"accept", "edit"})  # decisions that keep the sample (edit = edit-and-accept)
+_INDEX_FIELDS = ("id", "status", "task_type", "domain", "provenance")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _ANNOTATOR_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
@@ -55,7 +60,24 @@ CREATE TABLE IF NOT EXISTS samples (
     verifier_agrees INTEGER NOT NULL,
     critic_verdict TEXT NOT NULL,
     n_assigned INTEGER NOT NULL DEFAULT 0,  -- assignment rows (kept in step, makes "untouched" an index scan)
-    n_done INTEGER NOT NULL DEFAULT 0       -- decisions
+    n_done INTEGER NOT NULL DEFAULT 0,      -- decisions
+    quarantined INTEGER NOT NULL DEFAULT 0  -- 1: set aside (see quarantine), never assigned again
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    shard TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    sample_id TEXT NOT NULL,              -- as found in the row (may be malformed): for display only
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (shard, row)
+);
+CREATE TABLE IF NOT EXISTS skips (
+    sample_id TEXT NOT NULL REFERENCES samples(id),
+    annotator TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL,
+    PRIMARY KEY (sample_id, annotator)
 );
 CREATE INDEX IF NOT EXISTS samples_untouched ON samples (n_assigned, seq);
 CREATE INDEX IF NOT EXISTS samples_open ON samples (n_done, n_assigned);
@@ -104,6 +126,10 @@ CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
 """
 
 
+OPEN, DECIDED, SKIPPED = 0, 1, 2  # assignments.done
+MAX_QUARANTINE_REASON = 500
+
+
 class ReviewError(MifgError):
     """A request the store refuses: unknown sample, not assigned, bad id or name."""
 
@@ -146,6 +172,22 @@ class ImportReport:
     duplicates: int = 0
     not_candidates: int = 0
     bad: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # "SHARD row N (id ...): reason", this import
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One row set aside: where it is, its id as found, and why."""
+
+    shard: str
+    row: int
+    sample_id: str
+    reason: str
+    at: str
+
+    def line(self) -> str:
+        """'SHARD row N (id X): reason', for start-up lines."""
+        return f"{self.shard} row {self.row} (id {self.sample_id[:40]!r}): {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -176,13 +218,18 @@ def check_annotator(name: object) -> str:
 
 
 class ReviewStore:
-    """SQLite review store of one run dir; safe to share between threads (one connection, one lock)."""
+    """SQLite review store of one run dir; safe to share between threads (one connection, one lock).
+
+    The overlap is the store's own once set: `overlap=None` keeps it (1 for a new store), and another
+    value is a ConfigError unless `change_overlap` (the change is audited).
+    """
 
     def __init__(
         self,
         run_dir: str | Path,
         *,
         overlap: int | None = None,
+        change_overlap: bool = False,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         clock: Callable[[], float] = time.time,
         cached_shards: int = 4,
@@ -200,17 +247,33 @@ class ReviewStore:
         self._cached_shards = cached_shards
         self._conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
         self._conn.row_factory = sqlite3.Row
+        try:
+            self._open(overlap, change_overlap)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open(self, overlap: int | None, change_overlap: bool) -> None:
+        """Set the connection up, create or upgrade the tables, and settle the overlap."""
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")  # a committed decision survives power loss too
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.executescript(_SCHEMA)
+            cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(samples)")}
+            if "quarantined" not in cols:  # a store made before quarantine existed
+                self._conn.execute("ALTER TABLE samples ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0")
             with self._tx() as c:
                 old = c.execute("SELECT value FROM meta WHERE key='overlap'").fetchone()
                 # None keeps the overlap the store was started with (e.g. for `mifg verified`).
                 if overlap is None:
                     overlap = int(old["value"]) if old else 1
+                if old is not None and int(old["value"]) != overlap and not change_overlap:
+                    raise ConfigError(
+                        f"{self.run_dir}: this review runs with --overlap {old['value']}; refusing --overlap {overlap}"
+                        " (leave --overlap out to keep it, or pass --change-overlap to change it)"
+                    )
                 self.overlap = overlap
                 if old is None or int(old["value"]) != overlap:
                     c.execute("INSERT OR REPLACE INTO meta VALUES ('overlap', ?)", (str(overlap),))
@@ -266,8 +329,12 @@ class ReviewStore:
             raise ReviewError(f"shard path {rel!r} leaves the run directory")
         return path
 
-    def import_shards(self) -> ImportReport:
-        """Index candidate samples of every shard not imported yet; safe to call at every start."""
+    def import_shards(self, batch_rows: int = 64) -> ImportReport:
+        """Index candidate samples of every shard not imported yet; safe to call at every start.
+
+        Each row is validated as a `schemas.Sample` (read `batch_rows` at a time, image bytes
+        included); a row that fails is quarantined with its reason and never assigned.
+        """
         report = ImportReport()
         done = {r["file"] for r in self._read("SELECT file FROM imported_shards")}
         for info in list_shards(self.run_dir):
@@ -275,20 +342,23 @@ class ReviewStore:
                 continue
             try:
                 path = self._safe_shard_path(info.file)
-                table = pq.read_table(path, columns=["id", "task_type", "domain", "status", "provenance"])
+                rows = [r for batch in pq.ParquetFile(path).iter_batches(batch_rows) for r in _checked_rows(batch)]
             except (ReviewError, OSError, pa.ArrowException) as e:
                 report.bad.append(f"{info.file}: {e}")
                 continue
-            rows = table.to_pylist()
             with self._tx() as c:
                 seq = c.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM samples").fetchone()[0]
-                for i, r in enumerate(rows):
+                for i, (r, problem) in enumerate(rows):
                     sid = r.get("id") or ""
-                    if not _ID_RE.match(sid) or ".." in sid:
-                        report.bad.append(f"{info.file} row {i}: bad sample id {sid[:80]!r}")
+                    if not isinstance(sid, str) or not _ID_RE.match(sid) or ".." in sid:
+                        report.bad.append(f"{info.file} row {i}: bad sample id {str(sid)[:80]!r}")
                         continue
                     if r.get("status") != Status.CANDIDATE.value:
                         report.not_candidates += 1
+                        continue
+                    if problem:
+                        q = self._quarantine(c, info.file, i, sid, problem)
+                        report.quarantined.append(q.line())
                         continue
                     prov = r.get("provenance") or {}
                     verifier = prov.get("verifier") or {}
@@ -320,6 +390,33 @@ class ReviewStore:
             report.shards += 1
         return report
 
+    # -- quarantine -------------------------------------------------------------------------------
+
+    def _quarantine(self, c: sqlite3.Connection, shard: str, row: int, sample_id: str, reason: str) -> Quarantined:
+        reason = " ".join(reason.split())[:MAX_QUARANTINE_REASON]
+        at = iso_utc(self.clock())
+        c.execute("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?)", (shard, row, sample_id, reason, at))
+        self._audit(c, "system", "quarantine", sample_id[:128], {"shard": shard, "row": row, "reason": reason})
+        return Quarantined(shard, row, sample_id, reason, at)
+
+    def quarantine_sample(self, sample_id: str, reason: str) -> None:
+        """Set an indexed sample aside (it cannot be loaded or shown): never assigned again, open leases dropped."""
+        ref = self.ref(sample_id)
+        with self._tx() as c:
+            self._quarantine(c, ref.shard, ref.row, ref.id, reason)
+            c.execute("UPDATE samples SET quarantined = 1 WHERE id = ?", (ref.id,))
+            for (annotator,) in c.execute(
+                "SELECT annotator FROM assignments WHERE sample_id = ? AND done = ?", (ref.id, OPEN)
+            ).fetchall():
+                assignment.release(c, ref.id, annotator)
+
+    def quarantined(self) -> list[Quarantined]:
+        """Every row set aside, in shard order."""
+        return [
+            Quarantined(r["shard"], r["row"], r["sample_id"], r["reason"], r["at"])
+            for r in self._read("SELECT * FROM quarantine ORDER BY shard, row")
+        ]
+
     # -- samples ----------------------------------------------------------------------------------
 
     def ref(self, sample_id: str) -> SampleRef:
@@ -331,12 +428,12 @@ class ReviewStore:
         return _ref(rows[0])
 
     def refs(self) -> list[SampleRef]:
-        """Every indexed sample, in review order."""
-        return [_ref(r) for r in self._read("SELECT * FROM samples ORDER BY seq")]
+        """Every reviewable (indexed, not quarantined) sample, in review order."""
+        return [_ref(r) for r in self._read("SELECT * FROM samples WHERE quarantined = 0 ORDER BY seq")]
 
     def count_samples(self) -> int:
-        """Number of indexed samples."""
-        return self._read("SELECT COUNT(*) FROM samples")[0][0]
+        """Number of reviewable (indexed, not quarantined) samples."""
+        return self._read("SELECT COUNT(*) FROM samples WHERE quarantined = 0")[0][0]
 
     def load_sample(self, sample_id: str) -> Sample:
         """The full sample (with image bytes) read from its shard; the id is looked up, never used as a path."""
@@ -370,8 +467,28 @@ class ReviewStore:
                 self._audit(c, annotator, "claim", got.sample_id, {"how": got.how, "lease_until": until})
             return got.sample_id
 
+    def skip(self, annotator: str, sample_id: str, reason: str, note: str = "") -> None:
+        """Hand an undecided sample back with a reason; it is never given to `annotator` again."""
+        check_annotator(annotator)
+        check_sample_id(sample_id)
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE assignments SET done = ?, lease_until = 0 WHERE sample_id = ? AND annotator = ? AND done = ?",
+                (SKIPPED, sample_id, annotator, OPEN),
+            )
+            if not cur.rowcount:
+                raise ReviewError(f"sample {sample_id} is not open for {annotator}")
+            at = iso_utc(self.clock())
+            c.execute("INSERT OR REPLACE INTO skips VALUES (?, ?, ?, ?, ?)", (sample_id, annotator, reason, note, at))
+            self._audit(c, annotator, "skip", sample_id, {"reason": reason, "note": note})
+
+    def skip_reasons(self) -> dict[str, int]:
+        """How many skips each reason has, most first."""
+        rows = self._read("SELECT reason, COUNT(*) AS n FROM skips GROUP BY reason ORDER BY n DESC, reason")
+        return {r["reason"]: r["n"] for r in rows}
+
     def release(self, annotator: str, sample_id: str) -> None:
-        """Give an undecided sample back to the queue (e.g. skip)."""
+        """Give an undecided sample back to the queue (it may come back to the same annotator)."""
         check_annotator(annotator)
         check_sample_id(sample_id)
         with self._tx() as c:
@@ -453,7 +570,9 @@ class ReviewStore:
                     "INSERT INTO edits VALUES (?, ?, ?, ?, ?)",
                     (did, sample_id, annotator, _content_json(before) if before else "{}", _content_json(edited)),
                 )
-            c.execute("UPDATE assignments SET done = 1 WHERE sample_id = ? AND annotator = ?", (sample_id, annotator))
+            c.execute(
+                "UPDATE assignments SET done = ? WHERE sample_id = ? AND annotator = ?", (DECIDED, sample_id, annotator)
+            )
             c.execute("UPDATE samples SET n_done = n_done + 1 WHERE id = ?", (sample_id,))
             self._audit(
                 c,
@@ -522,13 +641,26 @@ class ReviewStore:
         ):
             counts[r["decision"]] = r["n"]
         open_to_me = self._read(
-            "SELECT COUNT(*) FROM samples s WHERE s.n_done < ? AND NOT EXISTS"
-            " (SELECT 1 FROM assignments a WHERE a.sample_id = s.id AND a.annotator = ? AND a.done = 1)",
-            (self.overlap, annotator),
+            "SELECT COUNT(*) FROM samples s WHERE s.n_done < ? AND s.quarantined = 0 AND NOT EXISTS"
+            " (SELECT 1 FROM assignments a WHERE a.sample_id = s.id AND a.annotator = ? AND a.done != ?)",
+            (self.overlap, annotator, OPEN),
         )[0][0]
         counts["done"] = sum(counts[k] for k in DECISIONS)
         counts["open"] = open_to_me
         return counts
+
+
+def _checked_rows(batch: pa.RecordBatch) -> Iterator[tuple[dict, str]]:
+    """(the row's index fields, why it is not a valid Sample or '') for each row of a batch."""
+    for row in batch.to_pylist():
+        slim = {k: row.get(k) for k in _INDEX_FIELDS}  # the image bytes are not kept
+        try:
+            row_to_sample(row)
+        except Exception as e:  # noqa: BLE001 - pydantic, schema-version and type errors alike: the row is unusable
+            detail = " ".join(str(e).split()) or type(e).__name__
+            yield slim, f"invalid sample ({type(e).__name__}): {detail}"
+            continue
+        yield slim, ""
 
 
 def _ref(r: sqlite3.Row) -> SampleRef:

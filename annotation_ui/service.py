@@ -3,11 +3,17 @@
 Each action stores the decision (committed) and only then claims and renders the next sample.
 Everything the browser sends is checked here: the sample must exist and be assigned to the caller,
 the reject reason must be one of the list, an edit must give a valid `schemas.Sample`.
+
+Nobody is ever stuck: a sample that cannot be loaded (its shard changed or broke on disk,
+its row no longer validates) is quarantined with the reason and the next one is shown, and an
+annotator can always skip a sample with a reason (someone else reviews it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import pyarrow as pa
 
 from annotation_ui import render
 from annotation_ui.dashboard import team_stats
@@ -24,7 +30,28 @@ REJECT_REASONS = (
     "Evidence boxes wrong",
     "Other (explain in the note)",
 )
+SKIP_REASONS = (
+    "Not sure: let someone else decide",
+    "Needs expertise I do not have",
+    "Images do not load or are unreadable",
+    "Other (explain in the note)",
+)
 MAX_NOTE_CHARS = 2000
+# What reading one sample raises when its shard or row is broken (pydantic's ValidationError is a
+# ValueError); anything else is a bug of ours and must not quarantine the run sample by sample.
+SAMPLE_LOAD_ERRORS = (ReviewError, ValueError, KeyError, TypeError, IndexError, OSError, pa.ArrowException)
+
+
+def _reason_problem(reason: str | None, note: str, reasons: tuple[str, ...], action: str) -> str:
+    """Why a reason + note cannot be stored ('' when they can): the reason is one of `reasons`, whose
+    last one ('Other') needs a note, and notes are bounded."""
+    if reason not in reasons:
+        return f"Pick a {action} reason (keys 1–{len(reasons)}) before you {action}."
+    if reason == reasons[-1] and not note:
+        return "Explain 'Other' in the note."
+    if len(note) > MAX_NOTE_CHARS:
+        return f"The note is longer than {MAX_NOTE_CHARS} characters."
+    return ""
 
 
 @dataclass
@@ -42,7 +69,7 @@ class Screen:
     edit_evidence: str = ""
     answer_choices: list[str] = field(default_factory=list)
     ok: bool = True  # False: the action was refused and the same sample stays on screen
-    saved: str | None = None  # the decision stored by this action ("accept" | "reject" | "edit"), None if none
+    saved: str | None = None  # what this action stored ("accept" | "reject" | "edit" | "skip"), None if nothing
 
 
 class ReviewService:
@@ -52,13 +79,23 @@ class ReviewService:
         self.store = store
 
     def _screen(self, annotator: str, message: str = "", kind: str = "info", saved: str | None = None) -> Screen:
-        sid = self.store.claim_next(annotator)
+        while True:  # each failed round quarantines one sample, so this ends
+            sid = self.store.claim_next(annotator)
+            if sid is None:
+                progress = render.progress_html(annotator, self.store.progress(annotator))
+                return Screen(
+                    None, render.done_html(annotator), "", progress, render.message_html(message, kind), saved=saved
+                )
+            try:
+                sample = self.store.load_sample(sid)
+            except SAMPLE_LOAD_ERRORS as e:  # the sample's data is broken: it must not stop the annotator
+                reason = f"cannot be loaded: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+                self.store.quarantine_sample(sid, reason)
+                message = f"{message} Sample {sid[:8]} {reason}; it was set aside and the next one is shown.".strip()
+                kind = "error"
+                continue
+            break
         progress = render.progress_html(annotator, self.store.progress(annotator))
-        if sid is None:
-            return Screen(
-                None, render.done_html(annotator), "", progress, render.message_html(message, kind), saved=saved
-            )
-        sample = self.store.load_sample(sid)
         return Screen(
             sid,
             render.images_html(sample),
@@ -110,13 +147,25 @@ class ReviewService:
     def reject(self, annotator: str, sample_id: str | None, reason: str | None, note: str = "") -> Screen:
         """Reject with a reason from REJECT_REASONS (and an optional note; required for 'Other')."""
         note = (note or "").strip()
-        if reason not in REJECT_REASONS:
-            return self._refused(annotator, sample_id, "Pick a reject reason (keys 1–7) before rejecting.")
-        if reason == REJECT_REASONS[-1] and not note:
-            return self._refused(annotator, sample_id, "Explain 'Other' in the note.")
-        if len(note) > MAX_NOTE_CHARS:
-            return self._refused(annotator, sample_id, f"The note is longer than {MAX_NOTE_CHARS} characters.")
+        problem = _reason_problem(reason, note, REJECT_REASONS, "reject")
+        if problem:
+            return self._refused(annotator, sample_id, problem)
         return self._decide(annotator, sample_id, "reject", reason=reason, note=note)
+
+    def skip(self, annotator: str, sample_id: str | None, reason: str | None, note: str = "") -> Screen:
+        """Hand the sample back with a reason from SKIP_REASONS: never shown to this annotator again."""
+        check_annotator(annotator)
+        note = (note or "").strip()
+        if not sample_id:
+            return self._screen(annotator, "Nothing to skip: your queue is empty.")
+        problem = _reason_problem(reason, note, SKIP_REASONS, "skip")
+        if problem:
+            return self._refused(annotator, sample_id, problem)
+        try:
+            self.store.skip(annotator, sample_id, reason, note)
+        except ReviewError as e:
+            return self._screen(annotator, f"Not skipped: {e}. Showing your current sample.", "error")
+        return self._screen(annotator, f"Skipped {sample_id[:8]}; someone else will review it.", "ok", saved="skip")
 
     def edit_accept(
         self,

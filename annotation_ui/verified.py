@@ -101,6 +101,11 @@ def iter_verified(store: ReviewStore, min_agree: int, report: VerifiedReport) ->
             file=sys.stderr,
         )
     report.skipped.update(reader.report.skipped)
+    for q in store.quarantined():  # rows the review never showed: say so, the same way as any other skip
+        print(
+            f"mifg verified: warning: {q.shard} row {q.row}: {q.reason} (set aside at import), skipped", file=sys.stderr
+        )
+        report.skipped["quarantined"] += 1
     if lost:
         report.skipped["unreadable_verified"] += sum(lost.values())
 

@@ -53,6 +53,7 @@ class TrainConfig:
     minibatch_size: int = 64  # trajectories per optimizer step
     micro_batch_size: int = 0  # trajectories per forward/backward (0 = the whole minibatch)
     recompute_old_logprobs: bool = True  # old log-probs from a forward pass (as verl) rather than the sampler
+    log_entropy: bool = True  # log the "entropy" metric (a full-vocabulary pass per micro-batch; off saves it)
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 0

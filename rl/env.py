@@ -12,7 +12,9 @@ Every call of `step` is one policy turn. The episode ends on an `Answer`, or whe
 disabled tool, out-of-range image, image budget spent) does not end the episode: it returns an error
 observation (`kind="error"`) and counts in `ep.errors`; "not recovered" (see `invalid_tool`) is
 decided at the end. Token limits belong to the policy (it knows its tokenizer): it stops a rollout
-and marks the trajectory `truncated`.
+and marks the trajectory `truncated`. A tool result the policy's processor cannot show (Qwen2.5-VL
+refuses images with an aspect ratio of 200 or more, e.g. a thin crop) is turned into an error
+observation by `ep.reject_observation(reason)`, which undoes the call's success bookkeeping.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class Episode:
         self.answer: str | None = None
         self.over_turns = False
         self.done = False
+        self._last_tool: tuple[str, int, int] | None = None  # (tool, images shown, crops added) of the last success
 
     @property
     def valid_letters(self) -> str:
@@ -115,6 +118,7 @@ class Episode:
         if self.done:
             raise RuntimeError("step() on a finished episode")
         self.turns += 1
+        self._last_tool = None
         if isinstance(action, Answer):
             self.answer, self.done = action.letter, True
             return None, True, {"answer": action.letter}
@@ -146,9 +150,29 @@ class Episode:
         self.images_shown += len(res.images)
         self.tool_calls[call.name] += 1
         self.recovered = True
-        if call.name == "visual_confirmation":
+        n_crops = len(res.image_info) if call.name == "visual_confirmation" else 0
+        if n_crops:
             self.crops += [(info["image"], tuple(info["bbox"])) for info in res.image_info]
+        self._last_tool = (call.name, len(res.images), n_crops)
         return Observation(res.text, res.images, "tool", res.image_info)
+
+    def reject_observation(self, reason: str) -> Observation:
+        """The last tool observation could not be shown to the policy: count the call as failed instead.
+
+        Undoes what the successful call recorded (tool count, images shown, crops) and returns the
+        error observation to show in its place; the episode goes on.
+        """
+        if self._last_tool is None:
+            raise RuntimeError("reject_observation() without a tool observation in this turn")
+        name, n_images, n_crops = self._last_tool
+        self._last_tool = None
+        self.tool_calls[name] -= 1
+        if not self.tool_calls[name]:
+            del self.tool_calls[name]
+        self.images_shown -= n_images
+        if n_crops:
+            del self.crops[-n_crops:]
+        return self._error(f"{name}: {reason}")
 
     def _error(self, message: str) -> Observation:
         self.errors += 1

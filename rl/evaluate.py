@@ -50,7 +50,7 @@ def evaluate(
     return_trajectories: bool = False,
 ) -> dict | tuple[dict, list[Trajectory]]:
     """Greedy rollouts (one per sample) and their summary; the global RNG is left untouched."""
-    gen = dataclasses.replace(gen_cfg, greedy=True)
+    gen = dataclasses.replace(gen_cfg, greedy=True, record_logprobs=False)  # nothing here reads old log-probs
     was_training = policy.module.training
     policy.train(False)
     trajs: list[Trajectory] = []

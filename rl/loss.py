@@ -13,6 +13,10 @@ Aggregation over tokens (names from verl / TRL `loss_type`):
     seq-mean-token-mean      mean over kept seqs of (sum_t M*loss_t / sum_t M)   original GRPO
     seq-mean-token-sum-norm  sum(M * loss_t) / (n_kept_seqs * L)          Dr. GRPO: L a constant length
 
+Dr. GRPO's L must not depend on the batch (the padded length T changes every step and counts prompt
+and image tokens): it is `norm_len`, which the trainer defaults to the configured response budget
+`generation.max_response_tokens` (Dr. GRPO / verl use the max response length the same way).
+
 Aggregation is written as per-token weights (B, T) that sum the token losses into the scalar, so a
 minibatch split into micro-batches gets exactly the loss of the whole (the weights are computed once).
 """
@@ -35,7 +39,7 @@ class LossConfig:
     kl_coef: float = 0.0  # weight of the k3 KL to the reference policy; 0 skips the reference pass
     entropy_coef: float = 0.0  # entropy bonus
     agg: str = "token-mean"  # one of AGG_MODES
-    norm_len: int = 0  # seq-mean-token-sum-norm: the constant L (0 = the padded length T of the batch)
+    norm_len: int = 0  # seq-mean-token-sum-norm: the constant L (0 = generation.max_response_tokens)
     adv_scale: str = "std"  # "std" (GRPO) | "none" (Dr. GRPO), see rl/advantages.py
 
 
@@ -48,7 +52,9 @@ def token_weights(mask: torch.Tensor, agg: str, norm_len: int = 0) -> torch.Tens
     if agg == "seq-mean-token-mean":
         return mask / (mask.sum(-1, keepdim=True).clamp(min=1) * n_seqs)
     if agg == "seq-mean-token-sum-norm":
-        return mask / (n_seqs * (norm_len or mask.shape[-1]))
+        if norm_len < 1:
+            raise ValueError("seq-mean-token-sum-norm needs a constant norm_len >= 1 (e.g. the max response tokens)")
+        return mask / (n_seqs * norm_len)
     raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGG_MODES}")
 
 

@@ -6,7 +6,8 @@
         r       = rewards.score(trajs)                                  # (B,)
         M       = masking.loss_mask(trajs)                              # (B, T) action mask x keep
         A       = advantages.group_advantages(r, group_ids)             # (B,)
-        old     = policy.token_logprobs(trajs)  (no grad)               # (B, T)
+        old     = policy.token_logprobs(trajs)  (no grad, micro-batched) # (B, T)
+        ref     = policy.reference_logprobs(trajs)  (kl_coef > 0, micro-batched)
         for epoch in range(ppo_epochs), for each shuffled minibatch:
             loss = loss.policy_loss(policy.token_logprobs(mb), old, A, M) ; step the optimizer
         log metrics (JSONL + TensorBoard), evaluate every eval_every, checkpoint every save_every
@@ -20,6 +21,7 @@ written atomically, the one before kept as state.pt.prev for a damaged latest (r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -182,7 +184,9 @@ class Trainer:
         t0 = time.perf_counter()
         idx = self.stream.next(cfg.prompts_per_step)[self.acc.process_index :: self.acc.num_processes]
         policy.train(False)
-        trajs = policy.rollout([self.train_samples[i] for i in idx], cfg.group_size, cfg.env, cfg.generation)
+        # Sampler log-probs are kept only when they are the old log-probs (else no per-step logits are stored).
+        gen = dataclasses.replace(cfg.generation, record_logprobs=not cfg.recompute_old_logprobs)
+        trajs = policy.rollout([self.train_samples[i] for i in idx], cfg.group_size, cfg.env, gen)
         t_roll = time.perf_counter() - t0
 
         rewards = torch.tensor(score(trajs, cfg.reward))  # (B,)
@@ -194,13 +198,15 @@ class Trainer:
         adv = adv.to(policy.device)
         with torch.no_grad():
             if cfg.recompute_old_logprobs:
-                old = self._logprobs_in_chunks(trajs)  # (B, T)
+                old = self._in_micro_batches(trajs, lambda mb: policy.token_logprobs(mb)[0])  # (B, T)
             else:
                 old = pad_stack([t.old_logprobs for t in trajs]).to(policy.device)
-            ref = policy.reference_logprobs(trajs).to(policy.device) if cfg.loss.kl_coef > 0 else None
+            ref = self._in_micro_batches(trajs, policy.reference_logprobs) if cfg.loss.kl_coef > 0 else None
 
         policy.train(True)
-        stats: dict[str, list[float]] = {"loss": [], "clip_frac": [], "kl": [], "entropy": [], "grad_norm": []}
+        stats: dict[str, list[float]] = {"loss": [], "clip_frac": [], "kl": [], "grad_norm": []}
+        if self.with_entropy:
+            stats["entropy"] = []
         B = len(trajs)
         for _ in range(cfg.ppo_epochs):
             for mb in torch.randperm(B).split(cfg.minibatch_size):
@@ -217,20 +223,28 @@ class Trainer:
         metrics["time/step_s"] = time.perf_counter() - t0
         return metrics
 
-    def _logprobs_in_chunks(self, trajs: list[Trajectory]) -> torch.Tensor:
+    @property
+    def with_entropy(self) -> bool:
+        """Entropy is computed (a full-vocabulary pass per micro-batch) only when logged or in the loss."""
+        return self.cfg.log_entropy or self.cfg.loss.entropy_coef > 0
+
+    def _in_micro_batches(self, trajs: list[Trajectory], fn: Any) -> torch.Tensor:
+        """(B, T) fn(micro-batch) -> (m, Tm) rows over `micro_batch_size` trajectories at a time, right-padded."""
         size = self.cfg.micro_batch_size or len(trajs)
-        parts = [self.policy.token_logprobs(trajs[i : i + size])[0] for i in range(0, len(trajs), size)]
-        return pad_stack([row for p in parts for row in p])  # (B, T)
+        parts = [fn(trajs[i : i + size]) for i in range(0, len(trajs), size)]
+        return pad_stack([row for p in parts for row in p]).to(self.policy.device)  # (B, T)
 
     def _update(self, trajs, mb, old, ref, adv, mask, stats) -> None:
         """One optimizer step on minibatch `mb` (indices), split into micro-batches with exact weights."""
         cfg = self.cfg
-        weights = token_weights(mask[mb], cfg.loss.agg, cfg.loss.norm_len)  # (b, T) for the whole minibatch
+        # Dr. GRPO's L is a constant: the response budget, not the padded length of this batch.
+        norm_len = cfg.loss.norm_len or cfg.generation.max_response_tokens
+        weights = token_weights(mask[mb], cfg.loss.agg, norm_len)  # (b, T) for the whole minibatch
         self.optimizer.zero_grad(set_to_none=True)
         micro = cfg.micro_batch_size or len(mb)
         for j in range(0, len(mb), micro):
             ix = mb[j : j + micro]
-            logp, ent = self.policy.token_logprobs([trajs[i] for i in ix.tolist()], with_entropy=True)  # (m, Tm)
+            logp, ent = self.policy.token_logprobs([trajs[i] for i in ix.tolist()], self.with_entropy)  # (m, Tm)
             Tm = logp.shape[1]
             loss, m = policy_loss(
                 logp,
@@ -245,7 +259,8 @@ class Trainer:
             self.acc.backward(loss)
             stats["loss"].append(loss.item())
             for k in ("clip_frac", "kl", "entropy"):
-                stats[k].append(m.get(k, 0.0))
+                if k in stats:
+                    stats[k].append(m.get(k, 0.0))
         gn = self.acc.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
         stats["grad_norm"].append(float(gn) if gn is not None else 0.0)
         self.optimizer.step()
@@ -352,5 +367,7 @@ class Trainer:
         self._say(
             f"step {self.step}/{self.cfg.steps} reward {m['reward']:.3f} acc {m['accuracy']:.3f} "
             f"tools[{tools}] hit {m['evidence_hit_rate']:.2f} masked {m['masked_fraction/total']:.2f} kl {m['kl']:.4f} "
-            f"clip {m['clip_frac']:.3f} ent {m['entropy']:.3f} {m['time/step_s']:.2f}s"
+            f"clip {m['clip_frac']:.3f}"
+            + (f" ent {m['entropy']:.3f}" if "entropy" in m else "")
+            + f" {m['time/step_s']:.2f}s"
         )

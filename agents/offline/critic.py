@@ -44,7 +44,7 @@ LOCATION_GRID = 8
 CAP_ANSWER = 3  # accepted samples per (source photo, family, answer text)
 CAP_QUESTION = 40  # accepted samples per exact question string
 BALANCE_MIN = 10  # judge a family's answer balance only after this many accepted samples (per critic)
-BALANCE_SLACK = 0.12  # an answer text may exceed its fair share of its family by this much
+BALANCE_SLACK = 0.09  # an answer text may exceed its fair share of its family by this much
 
 __all__ = ["REASON_CODES", "OfflineCritic", "duplicate_key", "length_outlier"]
 

@@ -5,7 +5,7 @@ ring around them - an island, a coin, a leaf, a window, a cell. Every edit reuse
 itself, so it passes for a real variation:
 - `added`: an object cloned onto another spot whose surroundings look like its own (Poisson blend);
 - `removed`: an object covered with background of the same texture from nearby (a healing brush);
-- `recoloured`: an object given another hue from the photo's own palette, shading kept;
+- `recoloured`: an object given the colour of another object of the photo, shading kept;
 - `moved`: an object lifted off (its place healed) and set down a little further on.
 Each returns the edited copy and the exact box it changed; none touches its input. `s` is the side
 in pixels of the object's box, chosen by the caller from the image area (see `agents.offline.view`).
@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.color import hsv2rgb, rgb2hsv
 
 from agents.offline.objects import Obj, ObjectIndex, inside, objects_of, overlaps, ring
 from agents.offline.pixels import bbox_of, diff_map
@@ -32,6 +31,7 @@ Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive)
 VISIBLE_DELTA = 30  # a pixel counts as visibly changed when a channel moved by more than this
 MIN_VISIBLE_SHARE = 0.25  # ... and at least this share of the object's footprint must change so
 CLONE_MAX_COST = 10.0  # a clone's new ground matches its own ring this closely (see _similar_spot)
+RECOLOUR_SHIFT = (30.0, 110.0)  # a recolour moves the object's mean colour this far (largest channel)
 SPOT_TRIES = 60  # random spots tried for a clone, a heal or a move
 
 
@@ -207,52 +207,44 @@ def moved(
     return _finish("moved", img, variant, box, 2 * int(obj.mask.sum()), record)
 
 
-def palette_hues(img: np.ndarray, min_sat: float = 0.2) -> list[float]:
-    """Hues (0..1) that cover a real share of the photo's saturated pixels: the scene's own palette."""
-    hsv = rgb2hsv(img[::6, ::6])
-    h, s, v = hsv[..., 0].ravel(), hsv[..., 1].ravel(), hsv[..., 2].ravel()
-    keep = (s >= min_sat) & (v >= 0.2)
-    if keep.sum() < 50:
-        return []
-    hist, edges = np.histogram(h[keep], bins=24, range=(0, 1))
-    share = hist / hist.sum()
-    return [float((edges[i] + edges[i + 1]) / 2) for i in range(24) if share[i] >= 0.02]
-
-
-def _hue_gap(a: float, b: float) -> float:
-    return abs(((a - b) + 0.5) % 1.0 - 0.5)
+def _core_mean(img: np.ndarray, o: Obj) -> np.ndarray:
+    core = o.mask if o.core is None else o.core
+    return img[o.y : o.y + o.h, o.x : o.x + o.w][core].astype(np.float32).mean(0)
 
 
 def recoloured(
     img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], idx: ObjectIndex
 ) -> Edit | None:
-    """Give a coloured object another hue from the photo's own palette, shading and saturation kept."""
+    """Give an object the colour of another object of the same photo, its shading kept.
+
+    The new colour is one the scene already has (another island, another galaxy): an earlier hue
+    rotation made blue sea yellow and brown islands neon green, which a blind audit called synthetic.
+    """
     if colourfulness(img) < 0.1:
         return None  # a greyscale (or nearly) photo: no colour change would look natural
-    hues = palette_hues(img)
     for _ in range(4):
         obj = idx.pick(rng, s, within, avoid)
         if obj is None:
             return None
-        win = img[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w]
-        hsv = rgb2hsv(win)
-        sat = hsv[..., 1][obj.mask]
-        if np.median(sat) < 0.22:
+        core = obj.mask if obj.core is None else obj.core  # the object itself, not the ground around it
+        own = _core_mean(img, obj)
+        # another object whose colour differs clearly in hue or tone, but not wildly (a real sibling)
+        donors = [
+            o
+            for o in idx.objects
+            if RECOLOUR_SHIFT[0] <= float(np.abs(_core_mean(img, o) - own).max()) <= RECOLOUR_SHIFT[1]
+        ]
+        if not donors:
             continue
-        h0 = float(np.median(hsv[..., 0][obj.mask]))
-        targets = [t for t in hues if _hue_gap(t, h0) >= 0.1]
-        if not targets:
-            continue
-        h1 = rng.choice(targets)
-        new = hsv.copy()
-        new[..., 0] = np.where(obj.mask, (hsv[..., 0] - h0 + h1) % 1.0, hsv[..., 0])
-        rgb = (hsv2rgb(new) * 255 + 0.5).clip(0, 255)
-        alpha = ndimage.gaussian_filter(obj.mask.astype(np.float32), 0.8)[..., None]  # feathered edge
-        out = (alpha * rgb + (1 - alpha) * win.astype(np.float32) + 0.5).clip(0, 255).astype(np.uint8)
+        target = _core_mean(img, rng.choice(donors))
+        win = img[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w].astype(np.float32)
+        shifted = (win + (target - own)).clip(0, 255)
+        alpha = ndimage.gaussian_filter(core.astype(np.float32), 0.8)[..., None]  # feathered edge
+        out = (alpha * shifted + (1 - alpha) * win + 0.5).clip(0, 255).astype(np.uint8)
         variant = img.copy()
         variant[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w] = out
-        rec = {"from_hue": round(h0, 3), "to_hue": round(h1, 3)}
-        e = _finish("recoloured", img, variant, obj.box, int(obj.mask.sum()), rec)
+        rec = {"from_rgb": [round(float(c)) for c in own], "to_rgb": [round(float(c)) for c in target]}
+        e = _finish("recoloured", img, variant, obj.box, int(core.sum()), rec)
         if e is not None:
             return e
     return None

@@ -24,8 +24,11 @@ from scipy import ndimage
 
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive)
 MIN_CONTRAST = 28.0  # an object differs from its ring by at least this (largest channel of the means)
+CALM_STD = 12.0  # ... on ground whose grey levels vary (std) by at most this
+SIDE_SPREAD = 0.3  # ... and its four sides' mean colours differ by at most this share of the contrast (+ 6)
 RING_CALM = 0.55  # ... and its ring varies (std, largest channel) by at most this share of the contrast
 LEVELS = (0.6, 0.9, 1.3, 1.8)  # candidate areas differ from the blurred photo by these shares of MIN_CONTRAST
+GROW = 0.12  # masks are grown by this share of the object's side to take in its soft rim
 SEG_PX = 18  # an object spans about this many px on the copy that is segmented
 SIZE_CLASS = 1.4  # objects of sizes within this factor share one segmentation
 _CACHE_ITEMS = 16
@@ -37,8 +40,9 @@ class Obj:
 
     x: int
     y: int
-    mask: np.ndarray  # (h, w) bool
+    mask: np.ndarray  # (h, w) bool: the object and a thin band of its ground (what a heal or a clone covers)
     contrast: float
+    core: np.ndarray | None = None  # (h, w) bool: the object alone (what a recolour changes); None: mask
 
     @property
     def h(self) -> int:
@@ -100,6 +104,18 @@ def size_class(s: float) -> float:
     return SIZE_CLASS ** round(math.log(max(s, 2.0)) / math.log(SIZE_CLASS))
 
 
+def _side_spread(patch: np.ndarray, band: np.ndarray) -> float:
+    """How much the ring's mean colour differs between its four sides (largest channel, grey levels)."""
+    ys, xs = np.nonzero(band)
+    cy, cx = ys.mean(), xs.mean()
+    side = (np.abs(ys - cy) > np.abs(xs - cx)) * 2 + ((ys - cy) + (xs - cx) > 0)  # 4 sectors by angle
+    px = patch[ys, xs].astype(np.float32)
+    means = [px[side == k].mean(0) for k in range(4) if (side == k).sum() >= 3]
+    if len(means) < 4:
+        return float("inf")
+    return max(float(np.abs(a - b).max()) for i, a in enumerate(means) for b in means[i + 1 :])
+
+
 def _components(d: np.ndarray, level: float) -> tuple[np.ndarray, list]:
     seg, _ = ndimage.label(ndimage.binary_opening(d > level, iterations=1))
     return seg, ndimage.find_objects(seg)
@@ -119,6 +135,7 @@ def build_index(img: np.ndarray, s_ref: float) -> ObjectIndex:
     d = np.abs(small - ground)
     d = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])
     width = max(2, round(ss / 6))
+    grow = max(1, round(GROW * ss))
     objects: list[Obj] = []
     taken: list[Rect] = []
     for level in LEVELS:
@@ -142,14 +159,30 @@ def build_index(img: np.ndarray, s_ref: float) -> ObjectIndex:
             if len(ring_px) < 8:
                 continue
             contrast = float(np.abs(patch[m].mean(0) - ring_px.mean(0)).max())
-            # a real object sits on one homogeneous background: its ring varies much less than it contrasts
+            # a real object sits on one homogeneous background: its ring varies much less than it contrasts,
+            # and looks the same on every side (a piece of a coastline has land on one side, sea on the other)
             if contrast < MIN_CONTRAST or float(ring_px.std(0).max()) > RING_CALM * contrast:
                 continue
-            own = m[y1 - py1 : y2 - py1, x1 - px1 : x2 - px1]
-            fx1, fy1 = math.floor(x1 / f), math.floor(y1 / f)
-            fx2, fy2 = min(W, math.ceil(x2 / f)), min(H, math.ceil(y2 / f))
-            full = own if f == 1.0 else np.asarray(Image.fromarray(own).resize((fx2 - fx1, fy2 - fy1), Image.NEAREST))
-            objects.append(Obj(fx1, fy1, full.astype(bool), contrast))
+            band = ring(m, width)
+            # calm ground only: a heal or a clone on busy ground (relief, texture) left a visible smudge
+            if float(patch[band].astype(np.float32).mean(1).std()) > CALM_STD:
+                continue
+            if _side_spread(patch, band) > SIDE_SPREAD * contrast + 6:
+                continue
+            # a heal or a clone must cover the object's soft rim too: a rim left behind (or cut off)
+            # is what made healed spots look like a blurred glow
+            grown = ndimage.binary_dilation(m, iterations=grow)
+            gy, gx = np.nonzero(grown)
+            gy1, gy2, gx1, gx2 = int(gy.min()), int(gy.max()) + 1, int(gx.min()), int(gx.max()) + 1
+            fx1, fy1 = math.floor((px1 + gx1) / f), math.floor((py1 + gy1) / f)
+            fx2, fy2 = min(W, math.ceil((px1 + gx2) / f)), min(H, math.ceil((py1 + gy2) / f))
+            size = (fx2 - fx1, fy2 - fy1)
+
+            def full(a: np.ndarray, size=size, box=(gx1, gy1, gx2, gy2)) -> np.ndarray:
+                a = a[box[1] : box[3], box[0] : box[2]]
+                return a if f == 1.0 else np.asarray(Image.fromarray(a).resize(size, Image.NEAREST)).astype(bool)
+
+            objects.append(Obj(fx1, fy1, full(grown), contrast, core=full(m)))
             taken.append((x1, y1, x2, y2))
     return ObjectIndex(s_ref, objects)
 

@@ -170,10 +170,10 @@ class SceneBuilder:
 
 def _which(b: SceneBuilder, changed: bool) -> ImageSet:
     """which_differs (one candidate edited) / which_unchanged (one candidate clean); twins: none qualifies."""
-    # the answer first, evenly over the images it can be; then enough images to hold it
-    # (which_unchanged keeps 3: every other candidate must be found changed)
-    target = b.rng.randrange(1, 4 if changed else 3)
-    n = (4 if target == 3 else b.rng.choice([3, 4])) if changed else 3
+    # the answer first, evenly over the images it can be (Image 2-4); then enough images to hold it,
+    # so that no answer text is more common than the others
+    target = b.rng.randrange(1, 4)
+    n = 4 if target == 3 else b.rng.choice([3, 4])
     twin = b.rng.random() < b.twin_rate
     imgs = [_Img(b.view(), "reference")]
     for k in range(1, n):

@@ -25,8 +25,8 @@
     return false;
   }
 
-  function pickReason(n) {
-    const radios = document.querySelectorAll("#mifg-reason input[type=radio]");
+  function pickReason(n, panel) {
+    const radios = document.querySelectorAll("#" + panel + " input[type=radio]");
     if (radios[n - 1]) radios[n - 1].click();
   }
 
@@ -105,11 +105,12 @@
     const active = document.activeElement;
     const editOpen = shown(byId("mifg-edit-panel"));
     const rejectOpen = shown(byId("mifg-reject-panel"));
+    const skipOpen = shown(byId("mifg-skip-panel"));
     if (k === "Enter" && (ev.ctrlKey || ev.metaKey)) {
-      if (editOpen || rejectOpen) {
+      if (editOpen || rejectOpen || skipOpen) {
         ev.preventDefault();
         if (active && active.blur) active.blur();
-        press(editOpen ? "mifg-save-edit" : "mifg-confirm-reject");
+        press(editOpen ? "mifg-save-edit" : skipOpen ? "mifg-confirm-skip" : "mifg-confirm-reject");
       }
       return;
     }
@@ -124,10 +125,13 @@
     if (k === "a") press("mifg-accept");
     else if (k === "r") press("mifg-reject");
     else if (k === "e") press("mifg-edit");
+    else if (k === "s") press("mifg-skip");
     else if (k === "b") toggleBoxes();
-    else if (k === "Escape") press(editOpen ? "mifg-cancel-edit" : "mifg-cancel-reject");
+    else if (k === "Escape") press(editOpen ? "mifg-cancel-edit" : skipOpen ? "mifg-cancel-skip" : "mifg-cancel-reject");
+    else if (k === "Enter" && skipOpen) press("mifg-confirm-skip");
     else if (k === "Enter" && rejectOpen) press("mifg-confirm-reject");
-    else if (rejectOpen && /^[1-9]$/.test(k)) pickReason(Number(k));
+    else if (skipOpen && /^[1-9]$/.test(k)) pickReason(Number(k), "mifg-skip-reason");
+    else if (rejectOpen && /^[1-9]$/.test(k)) pickReason(Number(k), "mifg-reason");
     else handled = false;
     if (handled) ev.preventDefault();
   });

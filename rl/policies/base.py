@@ -46,6 +46,10 @@ class GenerationConfig:
     max_new_tokens: int = 512  # per policy turn
     max_response_tokens: int = 2048  # policy tokens per episode; beyond -> stop, truncated=True
     max_total_tokens: int = 8192  # whole sequence (prompt + observations + actions); beyond -> truncated=True
+    # Record each sampled token's log-prob as `old_logprobs`. The trainer sets it to
+    # `not recompute_old_logprobs` and evaluation to False: then the hf policy keeps no per-step
+    # logits (B x V floats per generated token) and old_logprobs stay 0.
+    record_logprobs: bool = True
 
 
 @dataclass

@@ -17,7 +17,19 @@ the token budget is never appended, so truncation cannot cut an image.
 
 Old log-probs are taken from generate's raw logits, with the same forbidden-token mask and
 temperature as `token_logprobs` uses, so both agree up to float noise (`top_p < 1` makes sampling
-differ from the scored distribution, as in verl/TRL; the trainer's ratio uses the scored one).
+differ from the scored distribution, as in verl/TRL; the trainer's ratio uses the scored one). With
+`GenerationConfig.record_logprobs = False` (the trainer's default: it recomputes old log-probs, as
+verl does) generate keeps no logits at all and `old_logprobs` stay 0.
+
+Scoring keeps only the logits of positions that predict a generated token and turns them into
+log-probs `score_chunk_rows` rows at a time (log-softmax gather, recomputed on backward), so no
+(B, K, V) float32 copy is ever held; entropy is computed only when asked for, under no_grad.
+
+Precision: full fine-tuning with `dtype = "bfloat16"` / `"float16"` keeps float32 parameters (the
+optimizer's master weights: AdamW steps of lr ~1e-6 vanish in bf16 weights) and runs every forward
+and `generate` under autocast to that dtype. LoRA keeps the base weights in that dtype (frozen) and
+peft's adapters in float32. The reference model of full fine-tuning is loaded the same way, so the
+KL at step 0 is exactly 0 (it costs a second full copy: LoRA needs none).
 
 `attention_shares(policy, traj)` is the paper's attention probe for evaluation: per generated turn,
 the share of attention from that turn's tokens on image tokens, on other context text and on
@@ -32,6 +44,7 @@ FSDP-sharded rollouts would need the full parameters gathered around `generate` 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Callable, Iterator
@@ -57,12 +70,32 @@ VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|imag
 NEG = -1e9  # finite "minus infinity": exp() is exactly 0 in float32 and 0 * NEG stays finite
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
+MIN_TRANSFORMERS = "5.5.4"
+"""Oldest transformers the hf policy runs on: it needs the 5.x APIs (the PIL Qwen2-VL image processor,
+`get_rope_index(input_ids, mm_token_type_ids, ...)`), and 5.4.0-5.5.3 place Qwen2.5-VL still-image
+RoPE positions wrongly (fixed in 5.5.4). pyproject's `rl` extra says the same."""
+
+
+def require_transformers() -> None:
+    """Raise one ConfigError line when the installed transformers is older than MIN_TRANSFORMERS."""
+    import transformers
+    from packaging.version import Version
+
+    installed = transformers.__version__
+    if Version(installed) < Version(MIN_TRANSFORMERS):
+        raise ConfigError(
+            f"--policy hf needs transformers>={MIN_TRANSFORMERS} (installed: {installed}); "
+            f"run: pip install 'transformers>={MIN_TRANSFORMERS},<6'"
+        )
+
+
 TurnScript = Callable[[int, int], "str | None"]
 """(trajectory index within the rollout call, turn index) -> text to force for that turn, or None to sample."""
 
 
 def load_processor(model_path: str | Path, min_pixels: int = 0, max_pixels: int = 0) -> Any:
     """Image-only Qwen2.5-VL processor from a local dir (PIL image processor: no torchvision needed)."""
+    require_transformers()
     from transformers import AutoTokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -88,12 +121,13 @@ def _read_chat_template(path: Path) -> str | None:
     return None
 
 
-def _load_model(path: str | Path, cfg: PolicyConfig, device: torch.device) -> Any:
+def _load_model(path: str | Path, cfg: PolicyConfig, device: torch.device, dtype: torch.dtype | None = None) -> Any:
+    """The checkpoint at `path` with weights in `dtype` (default: `cfg.dtype`) on `device`."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"policy.dtype {cfg.dtype!r}: expected one of {', '.join(DTYPES)}")
-    kwargs: dict[str, Any] = {"dtype": DTYPES[cfg.dtype]}
+    kwargs: dict[str, Any] = {"dtype": dtype or DTYPES[cfg.dtype]}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     return Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kwargs).to(device)
@@ -119,6 +153,7 @@ class HFQwenPolicy:
 
     name = "hf"
     max_generate_rows = 64  # trajectories per generate call; lower it if the KV cache does not fit
+    score_chunk_rows = 1024  # logit rows (positions) turned into log-probs at once: bounds float32 (rows, V) copies
 
     def __init__(self, model: Any, processor: Any, cfg: PolicyConfig | None = None) -> None:
         self.cfg = cfg or PolicyConfig(kind="hf")
@@ -138,12 +173,24 @@ class HFQwenPolicy:
         self.stop_ids = sorted({self.im_end_id} | {i for i in [_token_id(tok, "<|endoftext|>")] if i is not None})
         self.merge = int(processor.image_processor.merge_size)
         self._segment_head, self._segment_tail = self._observation_frame()
+        # float32 weights with a low-precision cfg.dtype = full fine-tuning with fp32 master weights:
+        # every forward runs under autocast to cfg.dtype (see the module docstring).
+        low = DTYPES.get(self.cfg.dtype, torch.float32)
+        weights = next(model.parameters()).dtype
+        self._autocast_dtype = low if low != torch.float32 and weights == torch.float32 else None
+
+    def _compute(self) -> contextlib.AbstractContextManager:
+        """Autocast to cfg.dtype over float32 master weights, or nothing when weights are in the compute dtype."""
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
     # ----------------------------------------------------------------- construction
 
     @classmethod
     def from_config(cls, cfg: PolicyConfig) -> HFQwenPolicy:
         """Load model + processor from `cfg.model_path`; apply dtype, device, LoRA, gradient checkpointing."""
+        require_transformers()
         path = Path(cfg.model_path)
         adapter = path / "adapter_config.json"  # a LoRA checkpoint written by save_pretrained
         if not (path / "config.json").exists() and not adapter.exists():
@@ -152,7 +199,10 @@ class HFQwenPolicy:
         base_path = json.loads(adapter.read_text()).get("base_model_name_or_path") if adapter.exists() else path
         if not base_path or not (Path(base_path) / "config.json").exists():
             raise ConfigError(f"{adapter}: its base model {base_path!r} is not a local model directory")
-        model = _load_model(base_path, cfg, device)
+        # Full fine-tuning keeps float32 master weights whatever cfg.dtype says (compute runs under
+        # autocast, see _compute); LoRA trains float32 adapters over frozen weights in cfg.dtype.
+        full = cfg.lora_r == 0 and not adapter.exists()
+        model = _load_model(base_path, cfg, device, torch.float32 if full else None)
         if cfg.gradient_checkpointing:
             # Non-reentrant checkpointing works with frozen inputs (LoRA) without enable_input_require_grads.
             # It is active in train mode only, so rollouts (eval mode) keep the KV cache.
@@ -357,7 +407,14 @@ class HFQwenPolicy:
 
     def _append_observation(self, st: _Rollout, obs: Observation, ended: bool, gen_cfg: GenerationConfig) -> None:
         """Append one observation segment, unless it would overflow the budget or miscount images."""
-        ids, pv, grid = self._observation(obs, ended)
+        try:
+            ids, pv, grid = self._observation(obs, ended)
+        except ValueError as e:  # the image processor refused a tool image (Qwen: aspect ratio >= 200)
+            if obs.kind != "tool":
+                raise
+            sizes = ", ".join(f"{im.width}x{im.height}" for im in obs.images)
+            obs = st.episode.reject_observation(f"its image ({sizes}) cannot be shown to the model ({e})")
+            ids, pv, grid = self._observation(obs, ended)
         if len(st.builder) + len(ids) + 1 > gen_cfg.max_total_tokens:
             st.truncated = st.done = True  # never append part of a segment: an image could be cut
             return
@@ -396,7 +453,7 @@ class HFQwenPolicy:
             eos_token_id=self.stop_ids,
             pad_token_id=self.pad_id,
             return_dict_in_generate=True,
-            output_logits=True,
+            output_logits=gen_cfg.record_logprobs,  # (B, V) per step: kept only when they become old log-probs
             **sampling,
         )
         processors = LogitsProcessorList([_ForbidTokens(self.forbidden_ids)])
@@ -408,33 +465,70 @@ class HFQwenPolicy:
         core, saved = self._core, self._core.generation_config
         core.generation_config = HFGenerationConfig(eos_token_id=self.stop_ids, pad_token_id=self.pad_id)
         try:
-            out = self._model.generate(
-                input_ids=input_ids,
-                attention_mask=attn,
-                pixel_values=pixel_values,
-                image_grid_thw=grid,
-                mm_token_type_ids=(input_ids == self.image_token_id).int(),
-                generation_config=hf_cfg,
-                logits_processor=processors,
-            )
+            with self._compute():
+                out = self._model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attn,
+                    pixel_values=pixel_values,
+                    image_grid_thw=grid,
+                    mm_token_type_ids=(input_ids == self.image_token_id).int(),
+                    generation_config=hf_cfg,
+                    logits_processor=processors,
+                )
         finally:
             core.generation_config = saved
         new = out.sequences[:, width:]  # (B, S)
         temperature = 1.0 if greedy else gen_cfg.temperature
         lps = []
-        for s, logits in enumerate(out.logits):  # per step (B, V): the same scoring as token_logprobs
+        for s, logits in enumerate(out.logits or ()):  # per step (B, V): the same scoring as token_logprobs
             scored = self._score_logits(logits.float(), temperature)
             lps.append(scored.gather(-1, new[:, s : s + 1]).squeeze(-1))
         lp = torch.stack(lps, 1).cpu() if lps else torch.zeros(new.shape)
         return [(new[r].tolist(), lp[r].tolist()) for r in range(new.shape[0])]
 
-    def _score_logits(self, logits: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
-        """log_softmax of logits with vision tokens forbidden, at the sampling temperature."""
+    def _scaled_logits(self, logits: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+        """Logits with vision tokens forbidden, divided by the sampling temperature."""
         if self.forbidden_ids:
             forbid = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
             forbid[self.forbidden_ids] = True
             logits = logits.masked_fill(forbid, NEG)
-        return torch.log_softmax(logits / temperature, dim=-1)
+        return logits / temperature
+
+    def _score_logits(self, logits: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+        """log_softmax of logits with vision tokens forbidden, at the sampling temperature."""
+        return torch.log_softmax(self._scaled_logits(logits, temperature), dim=-1)
+
+    def _chunk_logprobs(self, logits: torch.Tensor, targets: torch.Tensor, temps: torch.Tensor) -> torch.Tensor:
+        """(n,) log-prob of `targets` (n,) under (n, V) logits: a gather minus a logsumexp, no log-softmax kept."""
+        z = self._scaled_logits(logits.float(), temps[:, None])  # (n, V) float32, one chunk only
+        return z.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(z, dim=-1)
+
+    def _gather_logprobs(
+        self, logits: torch.Tensor, targets: torch.Tensor, temps: torch.Tensor, with_entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, K) log-probs of `targets` (B, K) under `logits` (B, K, V), and (B, K) entropy or None.
+
+        `score_chunk_rows` rows of the flattened (B*K, V) logits at a time. With grad, each chunk is
+        recomputed on backward (activation checkpointing), so only the model's own logits stay alive.
+        """
+        from torch.utils.checkpoint import checkpoint
+
+        b, k, v = logits.shape
+        flat, tgt = logits.reshape(b * k, v), targets.reshape(b * k)  # views: no copy
+        temp = temps.repeat_interleave(k)  # (B*K,) each row's sampling temperature
+        lps, ents = [], []
+        for i in range(0, b * k, max(self.score_chunk_rows, 1)):
+            rows = slice(i, i + max(self.score_chunk_rows, 1))
+            if flat.requires_grad:
+                lps.append(checkpoint(self._chunk_logprobs, flat[rows], tgt[rows], temp[rows], use_reentrant=False))
+            else:
+                lps.append(self._chunk_logprobs(flat[rows], tgt[rows], temp[rows]))
+            if with_entropy:
+                with torch.no_grad():  # a metric on sampled positions; no gradient through the full vocab
+                    z = self._score_logits(flat[rows].float(), temp[rows, None])
+                    ents.append(-(z.exp() * z).sum(-1))
+        lp = torch.cat(lps).reshape(b, k)
+        return lp, torch.cat(ents).reshape(b, k) if with_entropy else None
 
     def _finish(self, st: _Rollout, temperature: float) -> Trajectory:
         extras: dict[str, Any] = {
@@ -496,25 +590,23 @@ class HFQwenPolicy:
         logp = torch.zeros((b, width), device=self.device)
         ent = torch.zeros((b, width), device=self.device) if with_entropy else None
         if targets_at.numel() == 0:
-            return logp, ent
-        out = module(**batch, logits_to_keep=targets_at - 1, use_cache=False)
+            if not torch.is_grad_enabled():
+                return logp, ent
+            # No generated token in this micro-batch (every prompt filled the token budget): still run
+            # the forward on one position so its zero loss has a graph -- backward works, and under DDP
+            # this process reaches the same gradient all-reduce as the others.
+            targets_at = torch.ones(1, dtype=torch.long, device=self.device)
+        with self._compute():
+            out = module(**batch, logits_to_keep=targets_at - 1, use_cache=False)  # logits (B, K, V)
         temps = torch.tensor([float(t.extras.get("temperature", 1.0)) for t in trajectories], device=self.device)
-        scored = self._score_logits(out.logits.float(), temps[:, None, None])  # (B, K, V)
         # Targets are the trajectory's own ids (not the neutralised forward input).
         tgt = torch.stack([_row(t.token_ids, width, self.pad_id) for t in trajectories]).to(self.device)
-        lp = scored.gather(-1, tgt[:, targets_at].unsqueeze(-1)).squeeze(-1)  # (B, K)
+        lp, e = self._gather_logprobs(out.logits, tgt[:, targets_at], temps, with_entropy)  # (B, K)
         keep = mask[:, targets_at]
-        logp = logp.index_put(
-            (torch.arange(b, device=self.device)[:, None], targets_at[None, :].expand(b, -1)),
-            torch.where(keep, lp, 0.0),
-        )
-        if with_entropy:
-            with torch.no_grad():  # a metric / bonus on sampled positions; no gradient through the full vocab
-                e = -(scored.exp() * scored).sum(-1)
-            ent = ent.index_put(
-                (torch.arange(b, device=self.device)[:, None], targets_at[None, :].expand(b, -1)),
-                torch.where(keep, e, 0.0),
-            )
+        where = (torch.arange(b, device=self.device)[:, None], targets_at[None, :].expand(b, -1))
+        logp = logp.index_put(where, torch.where(keep, lp, 0.0))
+        if e is not None:
+            ent = ent.index_put(where, torch.where(keep, e, 0.0))
         return logp, ent
 
     def token_logprobs(
@@ -532,8 +624,9 @@ class HFQwenPolicy:
         if self._reference is None:  # the initial weights are exactly what is on disk at model_path
             if not self.cfg.model_path:
                 self._reference = copy.deepcopy(self._model)
-            else:
-                self._reference = _load_model(self.cfg.model_path, self.cfg, self.device)
+            else:  # in the policy's weight dtype: the same numerics, so the KL starts at exactly 0
+                dtype = next(self._model.parameters()).dtype
+                self._reference = _load_model(self.cfg.model_path, self.cfg, self.device, dtype)
             self._reference.eval().requires_grad_(False)
         return self._logprobs(self._reference, trajectories, False)[0]
 
@@ -634,7 +727,8 @@ def attention_shares(policy: HFQwenPolicy, traj: Trajectory) -> list[dict[str, f
     core.set_attn_implementation("eager")
     handles = [layer.self_attn.register_forward_hook(hook) for layer in layers]
     try:
-        core(**batch, use_cache=False, logits_to_keep=1)
+        with policy._compute():
+            core(**batch, use_cache=False, logits_to_keep=1)
     finally:
         for h in handles:
             h.remove()

@@ -119,6 +119,9 @@ def build_tiny_tokenizer(vocab_size: int = 1024) -> Any:
 
 def build_image_processor() -> Any:
     """A Qwen2-VL PIL image processor with a tiny pixel budget (no torchvision needed)."""
+    from rl.policies.hf_qwen import require_transformers
+
+    require_transformers()
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     return Qwen2VLImageProcessorPil(min_pixels=TINY_IMAGE_MIN_PIXELS, max_pixels=TINY_IMAGE_MAX_PIXELS)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from annotation_ui.review_store import ReviewStore
 from pipeline.shard_store import ShardWriter
-from schemas import TaskType
+from schemas import TaskType, sample_arrow_schema, sample_to_row
 from tests.factories import make_sample
 
 TASKS = list(TaskType)
@@ -26,6 +28,16 @@ def make_run(root: Path, n: int, *, per_shard: int = 4, start: int = 0) -> list[
         writer.write(batch)
         ids += [s.id for s in batch]
     return ids
+
+
+def add_bad_row(root: Path, tag: str = "badrow") -> str:
+    """Add a listed shard holding one candidate row that `schemas.Sample` refuses; returns its id."""
+    row = sample_to_row(make_sample(601))
+    row["answer"] = "Z"  # not an option letter
+    (root / "shards").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist([row], schema=sample_arrow_schema()), root / "shards" / f"{tag}-00000.parquet")
+    ShardWriter(root, tag)  # adopts the file into manifests/<tag>.json
+    return row["id"]
 
 
 class Clock:

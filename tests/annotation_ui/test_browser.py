@@ -5,19 +5,14 @@ They also write the README's screenshots to docs/screenshots/.
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from annotation_ui.auth import hash_password, make_checker
-from annotation_ui.review_store import ReviewStore
-from annotation_ui.service import ReviewService
 from pipeline.shard_store import ShardWriter
+from tests.annotation_ui.live_app import USERS, serve
 from tests.annotation_ui.photo_samples import photo_sample
 
 pytestmark = pytest.mark.browser
@@ -25,30 +20,6 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> Which image differs?'
-USERS = {"alice": "alice-pass-1", "bob": "bob-pass-12"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serve(run: Path, overlap: int) -> Iterator[tuple[str, ReviewStore]]:
-    """The real app (Gradio server, login required) over `run`, on a free localhost port."""
-    from annotation_ui.app import build_demo, launch
-
-    store = ReviewStore(run, overlap=overlap)
-    store.import_shards()
-    demo = build_demo(ReviewService(store), run_name=run.name)
-    checker = make_checker({name: hash_password(pw) for name, pw in USERS.items()})
-    url = launch(demo, host="127.0.0.1", port=_free_port(), auth=checker, prevent_thread_lock=True, quiet=True)
-    try:
-        yield url, store
-    finally:
-        demo.close()
-        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +210,44 @@ def test_two_annotators_overlap_two_and_agreement(browser, tmp_path: Path) -> No
         alice.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
         alice.context.close()
         bob.context.close()
+
+
+def test_login_lockout_is_explained_and_skip_moves_on(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    run = tmp_path / "skip-run"
+    ShardWriter(run, "main").write([photo_sample(i) for i in range(3)])
+    with serve(run, overlap=1) as (url, store):
+        # five wrong passwords lock bob out; the page says so and the right password is refused too
+        ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+        page = ctx.new_page()
+        page.goto(url)
+
+        def attempt(password: str) -> int:
+            page.get_by_label("username").fill("bob")
+            page.get_by_label("password").fill(password)
+            with page.expect_response(lambda r: r.url.rstrip("/").endswith("/login")) as answer:
+                page.get_by_role("button", name="Login").click()
+            return answer.value.status
+
+        assert [attempt(f"wrong-{i}") for i in range(5)] == [400, 400, 400, 400, 429]
+        banner = page.locator("#mifg-login-msg")
+        expect(banner).to_contain_text("Too many failed sign-ins for this user")
+        assert attempt(USERS["bob"]) == 429
+        expect(banner).to_contain_text("try again in")
+        page.wait_for_timeout(500)
+        assert page.locator("#mifg-images").count() == 0  # still on the login page
+        ctx.close()
+
+        # alice is not locked: she skips her first sample with a reason, by keyboard
+        alice, _, _ = _login(browser, url, "alice")
+        first = _shown_id(alice)
+        alice.keyboard.press("s")
+        expect(alice.locator("#mifg-skip-panel").first).to_be_visible()
+        alice.keyboard.press("2")
+        alice.keyboard.press("Enter")
+        _wait_msg(alice, "Skipped")
+        assert _shown_id(alice) != first
+        assert store.skip_reasons() == {"Needs expertise I do not have": 1}
+        expect(alice.locator("#mifg-skip-panel").first).to_be_hidden()
+        alice.context.close()

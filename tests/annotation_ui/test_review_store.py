@@ -12,7 +12,7 @@ import pytest
 from annotation_ui.review_store import DB_NAME, ReviewError, ReviewStore
 from pipeline.shard_store import ShardWriter, atomic_write_json, read_ids
 from schemas import Status
-from tests.annotation_ui.conftest import Clock, make_run
+from tests.annotation_ui.conftest import Clock, add_bad_row, make_run
 from tests.factories import make_sample
 
 
@@ -193,3 +193,35 @@ def test_bad_annotator_name_is_refused(open_store) -> None:
     store = open_store()
     with pytest.raises(ReviewError, match="bad annotator"):
         store.claim_next("<script>")
+
+
+def test_rows_failing_the_schema_are_quarantined_and_never_assigned(run_dir: Path, clock: Clock) -> None:
+    bad_id = add_bad_row(run_dir)
+    with ReviewStore(run_dir, clock=clock) as store:
+        report = store.import_shards()
+        assert report.added == 8 and len(report.quarantined) == 1
+        assert "badrow-00000.parquet row 0" in report.quarantined[0] and "invalid sample" in report.quarantined[0]
+        (q,) = store.quarantined()
+        assert (q.shard, q.row, q.sample_id) == ("shards/badrow-00000.parquet", 0, bad_id) and "answer" in q.reason
+        assert store.count_samples() == 8 and bad_id not in {r.id for r in store.refs()}
+        claimed = []
+        while (sid := store.claim_next("alice")) is not None:
+            store.record_decision("alice", sid, "accept")
+            claimed.append(sid)
+        assert len(claimed) == 8 and bad_id not in claimed
+        assert store.progress("alice")["open"] == 0
+    with ReviewStore(run_dir, clock=clock) as store:  # a restart does not import it again, and keeps the record
+        assert store.import_shards().quarantined == [] and len(store.quarantined()) == 1
+
+
+def test_skipped_sample_goes_to_someone_else(open_store) -> None:
+    store = open_store(overlap=2)
+    sid = store.claim_next("alice")
+    store.skip("alice", sid, "Not sure: let someone else decide")
+    assert store.claim_next("bob") == sid  # bob gets it; alice's skip does not count as a review
+    assert store.claim_next("carol") == sid  # overlap 2: it still needs two reviewers
+    assert store.claim_next("alice") != sid  # never back to alice
+    with pytest.raises(ReviewError, match="not open"):
+        store.skip("alice", sid, "again")
+    assert store.skip_reasons() == {"Not sure: let someone else decide": 1}
+    assert store.progress("alice")["open"] == 7

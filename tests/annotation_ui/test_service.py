@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from annotation_ui import render
 from annotation_ui.review_store import ReviewStore
-from annotation_ui.service import REJECT_REASONS, ReviewService
+from annotation_ui.service import REJECT_REASONS, SKIP_REASONS, ReviewService
 from pipeline.shard_store import ShardWriter
 from tests.factories import make_sample
 
@@ -115,3 +117,29 @@ def test_empty_queue_screen(open_store) -> None:
     s = svc.current("alice")
     assert s.sample_id is None and "All done" in s.images
     assert svc.accept("alice", None).saved is None
+
+
+def test_skip_needs_a_reason_and_moves_on(open_store) -> None:
+    svc = ReviewService(open_store())
+    first = svc.current("alice").sample_id
+    assert not svc.skip("alice", first, "because").ok
+    assert not svc.skip("alice", first, SKIP_REASONS[-1]).ok  # "Other" needs a note
+    nxt = svc.skip("alice", first, SKIP_REASONS[-1], "the crop is ambiguous")
+    assert nxt.saved == "skip" and nxt.sample_id not in (None, first) and "Skipped" in nxt.message
+    assert svc.current("bob").sample_id == first
+
+
+def test_a_sample_that_cannot_be_shown_is_set_aside_and_the_next_one_shown(open_store, run_dir: Path) -> None:
+    store = open_store()
+    ids = [r.id for r in store.refs()]
+    shard = run_dir / store.refs()[0].shard
+    table = pq.read_table(shard)
+    pq.write_table(table.take([3, 2, 1, 0]), shard)  # the shard changed on disk: its rows no longer match
+    svc = ReviewService(store)
+    screen = svc.current("alice")
+    assert screen.sample_id == ids[4] and "set aside" in screen.message
+    assert [q.sample_id for q in store.quarantined()] == ids[:4]
+    assert store.count_samples() == 4
+    assert "Quarantined rows (4)" in svc.dashboard()
+    again = svc.current("alice")  # a reload shows the same good sample, no error
+    assert again.sample_id == ids[4] and "set aside" not in again.message

@@ -101,6 +101,21 @@ def test_lmms_eval_task_yaml(lmms):
         assert Path(path).is_absolute() and Path(path) == lmms.out.resolve() / "data" / f"{split}.parquet"
 
 
+def _without_media(ds: datasets.Dataset) -> datasets.Dataset:
+    """What lmms-eval hands doc_to_text and process_results: the docs with every Image column removed.
+
+    lmms_eval/api/task.py (`dataset_no_image`) drops features that are an Image, or a Sequence / List
+    of Image, and builds prompts from those docs.
+    """
+    drop = [
+        name
+        for name, f in ds.features.items()
+        if isinstance(f, datasets.Image) or isinstance(getattr(f, "feature", None), datasets.Image)
+    ]
+    assert "images" in drop
+    return ds.remove_columns(drop)
+
+
 def test_lmms_eval_functions_on_loaded_docs(lmms, store_samples, tmp_path):
     task = _load_task(lmms.out)
     # lmms-eval: datasets.load_dataset(path=dataset_path, **dataset_kwargs)
@@ -109,21 +124,22 @@ def test_lmms_eval_functions_on_loaded_docs(lmms, store_samples, tmp_path):
     assert docs.num_rows == lmms.facts.rows("test") > 0
     kwargs = task["lmms_eval_specific_kwargs"]["default"]
     results = []
-    for doc in docs:
+    for doc, bare in zip(docs, _without_media(docs), strict=True):
         src = store_samples[doc["id"]]
         visuals = task["doc_to_visual"](doc)
         assert len(visuals) == len(src.images)
         for vis, img in zip(visuals, src.images, strict=True):
             expected = Image.open(io.BytesIO(img.bytes)).convert("RGB")
             assert vis.mode == "RGB" and vis.tobytes() == expected.tobytes()
-        text = task["doc_to_text"](doc, kwargs)
+        text = task["doc_to_text"](bare, kwargs)
+        assert text == task["doc_to_text"](doc, kwargs)
         assert src.question in text and text.endswith(kwargs["post_prompt"])
         for i, opt in enumerate(src.options):
             assert f"{LETTERS[i]}. {opt}" in text
         assert "<image>" not in text
-        right = task["process_results"](doc, [f"{doc[task['doc_to_target']]}"])
+        right = task["process_results"](bare, [f"{doc[task['doc_to_target']]}"])
         wrong_letter = next(c for c in LETTERS[: len(src.options)] if c != src.answer)
-        wrong = task["process_results"](doc, [f"The answer is {wrong_letter}."])
+        wrong = task["process_results"](bare, [f"The answer is {wrong_letter}."])
         assert right["exact_match"] == 1.0 and wrong["exact_match"] == 0.0
         results.append(right["by_task_type"])
     agg = next(m["aggregation"] for m in task["metric_list"] if m["metric"] == "by_task_type")

@@ -209,8 +209,13 @@ def test_verified_skips_what_it_cannot_read(damaged, tmp_path, capsys):
     out_dir = tmp_path / "verified"
     rc, out, err = _mifg(capsys, "verified", run, "--out", out_dir)
     assert rc == 0, err
-    _assert_one_line_warnings(err, REASON_TEXT[reason])
-    assert "skipped:" in out and reason in out
+    if name in ("row_failing_schema", "schema_version_999_rows"):
+        # the review's import sets such rows aside (never shown, never decided): verified says so
+        _assert_one_line_warnings(err, "set aside at import")
+        assert "skipped:" in out and "quarantined" in out
+    else:
+        _assert_one_line_warnings(err, REASON_TEXT[reason])
+        assert "skipped:" in out and reason in out
     ids = [it.sample.id for it in StoreReader(out_dir).samples()]
     assert len(ids) == len(set(ids)) == kept
     assert not list(tmp_path.glob(".verified*"))  # no staging left

@@ -1,4 +1,4 @@
-"""Fixtures of the rl tests: a small verified demo shard store, hand-built trajectories."""
+"""Fixtures of the rl tests: a small verified demo shard store, hand-built trajectories, a tiny Qwen2.5-VL."""
 
 from __future__ import annotations
 
@@ -14,6 +14,28 @@ def demo_store(tmp_path_factory):
     from rl.demo_data import write_demo_data
 
     return write_demo_data(tmp_path_factory.mktemp("demo") / "data", n_train=48, n_test=16)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny random Qwen2.5-VL saved as a local model dir (the hf tests importorskip transformers first)."""
+    from rl.policies.hf_tiny_model import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_qwen_policy"))
+
+
+@pytest.fixture
+def policy(model_dir):
+    """A fresh hf (Qwen2.5-VL) policy on the tiny model, on CPU."""
+    from rl.policies import build_policy
+    from rl.policies.base import PolicyConfig
+
+    return build_policy(PolicyConfig(kind="hf", model_path=str(model_dir), device="cpu"))
+
+
+def scripted(turns: dict[int, list[str]]):
+    """An hf policy turn script: trajectory k says turns[k][t] at turn t; unscripted turns are sampled."""
+    return lambda k, t: turns[k][t] if k in turns and t < len(turns[k]) else None
 
 
 @pytest.fixture(scope="module")

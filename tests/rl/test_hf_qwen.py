@@ -11,7 +11,7 @@ import json
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+pytest.importorskip("transformers", minversion="5.5.4")  # rl.policies.hf_qwen.MIN_TRANSFORMERS
 
 from rl.advantages import group_advantages  # noqa: E402
 from rl.env import EnvConfig  # noqa: E402
@@ -20,12 +20,12 @@ from rl.masking import MaskConfig, loss_mask  # noqa: E402
 from rl.parsing import format_answer, format_tool_call  # noqa: E402
 from rl.policies import build_policy  # noqa: E402
 from rl.policies.base import GenerationConfig, Policy, PolicyConfig  # noqa: E402
-from rl.policies.hf_qwen import HFQwenPolicy, attention_shares  # noqa: E402
-from rl.policies.hf_tiny_model import save_tiny_model  # noqa: E402
+from rl.policies.hf_qwen import attention_shares  # noqa: E402
 from rl.rewards import RewardConfig, score  # noqa: E402
 from rl.trajectory import pad_stack  # noqa: E402
 from schemas.errors import ConfigError  # noqa: E402
 from tests.factories import make_sample  # noqa: E402
+from tests.rl.conftest import scripted  # noqa: E402  (fixtures model_dir, policy: tests/rl/conftest.py)
 
 CROP = format_tool_call("visual_confirmation", {"image": 2, "bbox_2d": [0.4, 0.4, 0.7, 0.7]})
 REFLECT = format_tool_call("visual_reflection", {"images": [1]})
@@ -33,21 +33,6 @@ GEN = GenerationConfig(max_new_tokens=48, max_total_tokens=1024)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny_qwen_policy"))
-
-
-@pytest.fixture
-def policy(model_dir) -> HFQwenPolicy:
-    return build_policy(PolicyConfig(kind="hf", model_path=str(model_dir), device="cpu"))
-
-
-def scripted(turns: dict[int, list[str]]):
-    """A turn script: trajectory k says turns[k][t] at turn t; unscripted turns are sampled."""
-    return lambda k, t: turns[k][t] if k in turns and t < len(turns[k]) else None
 
 
 def test_policy_satisfies_protocol_and_rejects_bad_path(policy, tmp_path) -> None:

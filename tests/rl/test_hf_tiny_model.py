@@ -7,7 +7,7 @@ import json
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+pytest.importorskip("transformers", minversion="5.5.4")  # rl.policies.hf_qwen.MIN_TRANSFORMERS
 
 from PIL import Image  # noqa: E402
 

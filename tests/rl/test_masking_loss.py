@@ -56,8 +56,19 @@ def _loss_inputs():
 )
 def test_aggregation_values(agg, expected):
     logp, old, adv, mask = _loss_inputs()
-    loss, _ = policy_loss(logp, old, adv, mask, LossConfig(agg=agg))
+    loss, _ = policy_loss(logp, old, adv, mask, LossConfig(agg=agg, norm_len=4))
     assert loss.item() == pytest.approx(expected)
+
+
+def test_dr_grpo_needs_a_constant_length():
+    """L must not be the batch's padded length (it changes every step and counts prompt and image tokens)."""
+    _, _, _, mask = _loss_inputs()
+    with pytest.raises(ValueError, match="norm_len"):
+        token_weights(mask, "seq-mean-token-sum-norm")
+    w = token_weights(mask, "seq-mean-token-sum-norm", 10)
+    wide = torch.cat([mask, torch.zeros(3, 6)], 1)  # the same tokens in a batch padded wider
+    assert torch.equal(token_weights(wide, "seq-mean-token-sum-norm", 10)[:, :4], w)
+    assert w.sum().item() == pytest.approx(6 / (3 * 10))
 
 
 def test_masked_tokens_get_zero_gradient_and_known_gradient_elsewhere():
@@ -107,9 +118,9 @@ def test_micro_batch_weights_reproduce_the_whole_minibatch_loss():
     logp = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     old, adv, mask = old.double(), adv.double(), mask.double()
     for agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
-        cfg = LossConfig(agg=agg)
+        cfg = LossConfig(agg=agg, norm_len=4)
         whole, _ = policy_loss(logp, old, adv, mask, cfg)
-        w = token_weights(mask, agg)
+        w = token_weights(mask, agg, cfg.norm_len)
         parts = sum(
             policy_loss(logp[i : i + 1], old[i : i + 1], adv[i : i + 1], mask[i : i + 1], cfg, weights=w[i : i + 1])[0]
             for i in range(3)

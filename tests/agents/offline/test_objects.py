@@ -27,9 +27,10 @@ def test_index_finds_the_objects_that_stand_out_and_nothing_else():
     for o in index.objects:
         cx, cy = o.x + o.w / 2, o.y + o.h / 2
         assert min(abs(cx - dx) + abs(cy - dy) for dx, dy, _ in discs) < 6, (o.box, discs)
-        assert 24 <= max(o.w, o.h) <= 36 and o.contrast > 60
-        # the mask is the disc, not its box
-        assert 0.6 < o.mask.mean() < 0.9
+        # the mask is the disc and a thin band of its ground (a heal must cover the rim), not its box
+        assert 28 <= max(o.w, o.h) <= 42 and o.contrast > 60
+        assert o.core is not None and not (o.core & ~o.mask).any()
+        assert 0.6 < o.mask.mean() < 0.9 and 0.35 < o.core.mean() < o.mask.mean()
 
 
 def test_pick_respects_size_place_and_what_to_avoid():
