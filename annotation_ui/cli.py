@@ -111,19 +111,19 @@ def _serve(
     )
     demo = build_demo(ReviewService(store), open_annotator=open_as, guidelines=guide, run_name=run_dir.name)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # SIGTERM stops as Ctrl+C does
+    # both signals only set the event: a KeyboardInterrupt raised between two statements (right after the
+    # "serving on" line, or in the middle of closing) would skip the closing summary
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         url = launch(demo, host=host, port=port, users=users, secret_dir=run_dir, prevent_thread_lock=True, quiet=True)
         mode = f"open, as {open_as}" if open_as else "login required"
         print(f"serving on {url} ({mode}); Ctrl+C or SIGTERM to stop", flush=True)
-        try:
-            while not stop.wait(0.25):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.25):
             pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         demo.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def verified(

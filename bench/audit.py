@@ -229,7 +229,8 @@ def _rate(num: int, den: int) -> float | None:
 def _figures(rows: list[dict]) -> dict:
     """Rates over `rows` (one per keyed sample, with the normalised answer fields)."""
     answered = [r for r in rows if r["answer"]]
-    vis = [r for r in rows if r["visibility"]]
+    # an unanswerable twin has nothing to find: its visibility says nothing about how findable changes are
+    vis = [r for r in rows if r["visibility"] and not r["twin"]]
     found = [r for r in vis if r["visibility"] in FOUND]
     art_found = [r for r in found if r["artefact"] is not None]
     fig = {
@@ -238,6 +239,7 @@ def _figures(rows: list[dict]) -> dict:
         "label_right": sum(r["right"] for r in answered),
         "label_right_rate": _rate(sum(r["right"] for r in answered), len(answered)),
         "with_visibility": len(vis),
+        "twins": sum(r["twin"] for r in rows),
     }
     for v in VISIBILITY:
         fig[f"{v}_rate"] = _rate(sum(r["visibility"] == v for r in vis), len(vis))
@@ -289,6 +291,7 @@ def score(audit_dir: str | Path, answers: str | Path | None = None) -> dict:
                 "task_type": k["task_type"],
                 "answer": letter,
                 "right": bool(letter) and letter == k["answer"],
+                "twin": bool((k.get("construction") or {}).get("twin")),
                 "visibility": vis,
                 "artefact": art,
                 "note": str(a.get("note") or ""),
@@ -330,6 +333,7 @@ def format_score(result: dict) -> str:
     lines = [
         f"audit: {o['n']} samples, {o['answered']} answered, {o['found']} found",
         f"  label right     {_pct(o['label_right_rate'])}  ({o['label_right']}/{o['answered']})",
+        f"  visibility of the {o['with_visibility']} samples with a change ({o['twins']} unanswerable twins left out):",
         f"  at a glance     {_pct(o['glance_rate'])}",
         f"  look            {_pct(o['look_rate'])}",
         f"  zoom            {_pct(o['zoom_rate'])}",

@@ -23,7 +23,7 @@ def mifg_doc_to_visual(doc: dict[str, Any]) -> list:
 def mifg_doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
     """Prompt: image labels, question, lettered options, then the post-prompt."""
     kwargs = lmms_eval_specific_kwargs or {}
-    # lmms-eval builds prompts from docs with every Image column removed (`dataset_no_image`):
+    # lmms-eval builds prompts from docs without their Image columns (`dataset_no_image`):
     # count the images by `image_meta`, one entry per image, which it keeps
     n = len(doc["images"]) if "images" in doc else len(doc["image_meta"])
     # no <image> tokens in the text: each lmms-eval model wrapper places the visuals itself
