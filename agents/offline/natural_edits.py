@@ -208,8 +208,7 @@ def moved(
 
 
 def _core_mean(img: np.ndarray, o: Obj) -> np.ndarray:
-    core = o.mask if o.core is None else o.core
-    return img[o.y : o.y + o.h, o.x : o.x + o.w][core].astype(np.float32).mean(0)
+    return img[o.y : o.y + o.h, o.x : o.x + o.w][o.body].astype(np.float32).mean(0)
 
 
 def recoloured(
@@ -222,21 +221,18 @@ def recoloured(
     """
     if colourfulness(img) < 0.1:
         return None  # a greyscale (or nearly) photo: no colour change would look natural
+    colours = [_core_mean(img, o) for o in idx.objects]  # once: every try compares against the same
     for _ in range(4):
         obj = idx.pick(rng, s, within, avoid)
         if obj is None:
             return None
-        core = obj.mask if obj.core is None else obj.core  # the object itself, not the ground around it
+        core = obj.body  # the object itself, not the ground around it
         own = _core_mean(img, obj)
         # another object whose colour differs clearly in hue or tone, but not wildly (a real sibling)
-        donors = [
-            o
-            for o in idx.objects
-            if RECOLOUR_SHIFT[0] <= float(np.abs(_core_mean(img, o) - own).max()) <= RECOLOUR_SHIFT[1]
-        ]
+        donors = [c for c in colours if RECOLOUR_SHIFT[0] <= float(np.abs(c - own).max()) <= RECOLOUR_SHIFT[1]]
         if not donors:
             continue
-        target = _core_mean(img, rng.choice(donors))
+        target = rng.choice(donors)
         win = img[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w].astype(np.float32)
         shifted = (win + (target - own)).clip(0, 255)
         alpha = ndimage.gaussian_filter(core.astype(np.float32), 0.8)[..., None]  # feathered edge

@@ -53,6 +53,11 @@ class Obj:
         return self.mask.shape[1]
 
     @property
+    def body(self) -> np.ndarray:
+        """The object alone (`core`), or the whole mask when no core was recorded."""
+        return self.mask if self.core is None else self.core
+
+    @property
     def box(self) -> Rect:
         return (self.x, self.y, self.x + self.w, self.y + self.h)
 

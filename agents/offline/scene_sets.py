@@ -22,7 +22,7 @@ from agents.base import AgentContext, ImageRef, ImageSet
 from agents.image_cache import store_image
 from agents.offline.natural_edits import Edit, colourfulness, natural_edit
 from agents.offline.nuisance import View, close_up, global_view, render
-from agents.offline.objects import inside, objects_of
+from agents.offline.objects import ObjectIndex, inside, objects_of
 from agents.offline.pixels import pixels, remember
 from agents.offline.regions import Region
 from agents.offline.view import MAX_DETAIL_FRACTION, glance_scale
@@ -90,6 +90,7 @@ class SceneBuilder:
         if not self.kinds:
             raise NoSet("no edit kind applies to this photo")
         self.s = detail_side(rng, self.w, self.h)
+        self._objects: dict[int, ObjectIndex] = {}
         m = EDGE
         self.within = (round(m * self.w), round(m * self.h), round((1 - m) * self.w), round((1 - m) * self.h))
 
@@ -110,11 +111,17 @@ class SceneBuilder:
                     self.s,
                     within or self.within,
                     avoid,
-                    objects=objects_of(self.img, self.s),  # a stacked edit draws on the photo's own objects
+                    objects=self.objects(),  # a stacked edit draws on the photo's own objects
                 )
                 if e is not None:
                     return e
         raise NoSet(f"no {'/'.join(kinds)} edit found in this photo")
+
+    def objects(self) -> ObjectIndex:
+        """The photo's objects at the current detail size (looked up once per size: the lookup hashes the photo)."""
+        if self.s not in self._objects:
+            self._objects[self.s] = objects_of(self.img, self.s)
+        return self._objects[self.s]
 
     def view(self) -> View:
         return global_view(self.rng, self.w, self.h)
@@ -313,7 +320,7 @@ def _close_ups(b: SceneBuilder, count: int) -> list[tuple[View, tuple[int, int, 
 
 def _centre(b: SceneBuilder, crop: float) -> tuple[float, float]:
     """A close-up's centre (photo px): near one of the photo's objects, so the close-up has one to edit."""
-    objs = [o for o in objects_of(b.img, b.s).objects if inside(o.box, b.within)]
+    objs = [o for o in b.objects().objects if inside(o.box, b.within)]
     if not objs:
         return b.rng.uniform(0.2, 0.8) * b.w, b.rng.uniform(0.2, 0.8) * b.h
     o = b.rng.choice(objs)
@@ -357,7 +364,7 @@ def zoom_locate(b: SceneBuilder) -> ImageSet:
         )
 
     cells = [Region(3, r, c) for r in range(3) for c in range(3)]
-    index = objects_of(b.img, b.s)
+    index = b.objects()
     # a cell that holds an object of the photo when there is one (an edit needs something to act on)
     holding = [c for c in cells if index.pick(b.rng, b.s, within_of(c), []) is not None]
     cell = b.rng.choice(holding or cells)
