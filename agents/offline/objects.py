@@ -28,7 +28,11 @@ CALM_STD = 12.0  # ... on ground whose grey levels vary (std) by at most this
 SIDE_SPREAD = 0.3  # ... and its four sides' mean colours differ by at most this share of the contrast (+ 6)
 RING_CALM = 0.55  # ... and its ring varies (std, largest channel) by at most this share of the contrast
 LEVELS = (0.6, 0.9, 1.3, 1.8)  # candidate areas differ from the blurred photo by these shares of MIN_CONTRAST
-GROW = 0.12  # masks are grown by this share of the object's side to take in its soft rim
+GROW = 0.12  # masks are grown by at least this share of the object's side to take in its soft rim ...
+MAX_GROW = 0.45  # ... and on until the ground just outside matches the ground further out, up to this share
+ISOLATION = 0.25  # objects that are lifted off (removed, moved, cloned) have plain ground this far around them
+OUTLIERS = 0.08  # ... where at most this share of the pixels strays from the ground by half the contrast
+PICK_CONTRAST = 40.0  # edits act on objects at least this clear: fainter ones the verifier and people missed
 SEG_PX = 18  # an object spans about this many px on the copy that is segmented
 SIZE_CLASS = 1.4  # objects of sizes within this factor share one segmentation
 _CACHE_ITEMS = 16
@@ -43,6 +47,7 @@ class Obj:
     mask: np.ndarray  # (h, w) bool: the object and a thin band of its ground (what a heal or a clone covers)
     contrast: float
     core: np.ndarray | None = None  # (h, w) bool: the object alone (what a recolour changes); None: mask
+    isolated: bool = True  # plain ground all around it (ISOLATION): it can be lifted off and healed over
 
     @property
     def h(self) -> int:
@@ -85,10 +90,11 @@ class ObjectIndex:
     s_ref: float
     objects: list[Obj]
 
-    def pick(self, rng: random.Random, s: int, within: Rect, avoid: list[Rect]) -> Obj | None:
+    def pick(self, rng: random.Random, s: int, within: Rect, avoid: list[Rect], isolated: bool = False) -> Obj | None:
         """An object of about s x s px (0.5-1.5 s) inside `within`, clear of `avoid` by s px; None if none.
 
         Drawn at random among the stronger half by contrast: clear objects, but not always the same one.
+        `isolated`: only objects on plain ground all around (what a heal or a clone needs).
         """
         fits = [
             o
@@ -97,6 +103,8 @@ class ObjectIndex:
             and min(o.w, o.h) >= 0.3 * s
             and inside(o.box, within)
             and not overlaps(o.box, avoid, s)
+            and (o.isolated or not isolated)
+            and o.contrast >= PICK_CONTRAST
         ]
         if not fits:
             return None
@@ -119,6 +127,47 @@ def _side_spread(patch: np.ndarray, band: np.ndarray) -> float:
     if len(means) < 4:
         return float("inf")
     return max(float(np.abs(a - b).max()) for i, a in enumerate(means) for b in means[i + 1 :])
+
+
+def _grown_to_ground(
+    patch: np.ndarray, m: np.ndarray, grow: int, max_grow: int, contrast: float
+) -> tuple[np.ndarray, bool]:
+    """The object's mask grown until the px just outside it look like the ground beyond; and whether they do.
+
+    An island's dark coastline or a galaxy's halo lies outside the segment: a heal that stops short of
+    it leaves an outline or a dark hole behind. False: no such edge within `max_grow` px (a soft glow).
+    """
+    far = ndimage.distance_transform_edt(~m)
+    outer = (far > max_grow + 1) & (far <= max_grow + 1 + max(2, max_grow))
+    if outer.sum() < 8:
+        return ndimage.binary_dilation(m, iterations=grow), False
+    ground = patch[outer].astype(np.float32).mean(0)
+    tol = max(3.0, 0.06 * contrast)
+    for k in range(grow, max_grow + 1):
+        band = (far > k) & (far <= k + 1)
+        if band.sum() and float(np.abs(patch[band].astype(np.float32).mean(0) - ground).max()) <= tol:
+            return far <= k, True
+    return far <= max_grow, False
+
+
+def _plain_around(patch: np.ndarray, grown: np.ndarray, reach: float) -> bool:
+    """Whether the ground within `reach` px of a grown mask is plain: calm, with no other structure in it.
+
+    A heal fills the object's place with ground from nearby; next to a coastline, inside a lattice or in
+    grass there is no such ground, and a blind audit saw every such heal as a smudge. The ground may
+    shade slowly (deeper sea, a lit wall): it is compared with a plane fitted to it, not with one colour.
+    """
+    far = ndimage.distance_transform_edt(~grown)
+    band = (far > 0) & (far <= reach)
+    ys, xs = np.nonzero(band)
+    if len(ys) < 16:
+        return False
+    px = patch[ys, xs].astype(np.float32)
+    design = np.stack([np.ones_like(xs), xs, ys], 1).astype(np.float32)
+    coef, *_ = np.linalg.lstsq(design, px, rcond=None)
+    rest = px - design @ coef
+    stray = np.abs(rest).max(1) > 0.5 * MIN_CONTRAST
+    return float(rest.mean(1).std()) <= CALM_STD and float(stray.mean()) <= OUTLIERS
 
 
 def _components(d: np.ndarray, level: float) -> tuple[np.ndarray, list]:
@@ -154,8 +203,9 @@ def build_index(img: np.ndarray, s_ref: float) -> ObjectIndex:
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
             if min(bw, bh) < 0.2 * ss or any(t[0] <= cx < t[2] and t[1] <= cy < t[3] for t in taken):
                 continue
-            py1, px1 = max(0, y1 - width - 1), max(0, x1 - width - 1)
-            py2, px2 = min(h, y2 + width + 1), min(w, x2 + width + 1)
+            reach = max(width, round((MAX_GROW + ISOLATION) * ss) + 2) + 1  # room for the isolation annulus
+            py1, px1 = max(0, y1 - reach), max(0, x1 - reach)
+            py2, px2 = min(h, y2 + reach), min(w, x2 + reach)
             m = ndimage.binary_fill_holes(seg[py1:py2, px1:px2] == lab)
             if m.sum() < 0.15 * ss * ss:
                 continue
@@ -176,7 +226,8 @@ def build_index(img: np.ndarray, s_ref: float) -> ObjectIndex:
                 continue
             # a heal or a clone must cover the object's soft rim too: a rim left behind (or cut off)
             # is what made healed spots look like a blurred glow
-            grown = ndimage.binary_dilation(m, iterations=grow)
+            grown, rimless = _grown_to_ground(patch, m, grow, max(grow, round(MAX_GROW * ss)), contrast)
+            isolated = rimless and _plain_around(patch, grown, max(2.0, ISOLATION * ss))
             gy, gx = np.nonzero(grown)
             gy1, gy2, gx1, gx2 = int(gy.min()), int(gy.max()) + 1, int(gx.min()), int(gx.max()) + 1
             fx1, fy1 = math.floor((px1 + gx1) / f), math.floor((py1 + gy1) / f)
@@ -187,7 +238,7 @@ def build_index(img: np.ndarray, s_ref: float) -> ObjectIndex:
                 a = a[box[1] : box[3], box[0] : box[2]]
                 return a if f == 1.0 else np.asarray(Image.fromarray(a).resize(size, Image.NEAREST)).astype(bool)
 
-            objects.append(Obj(fx1, fy1, full(grown), contrast, core=full(m)))
+            objects.append(Obj(fx1, fy1, full(grown), contrast, core=full(m), isolated=isolated))
             taken.append((x1, y1, x2, y2))
     return ObjectIndex(s_ref, objects)
 

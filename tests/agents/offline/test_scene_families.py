@@ -33,7 +33,7 @@ def photo_ctx(tmp_path_factory):
     d = tmp_path_factory.mktemp("imgs")
     refs = []
     for src in basemap_source():
-        if src.source_id in ("basemap:bmng@3600,0", "basemap:etopo1@0,0"):
+        if src.source_id in ("basemap:bmng@3600,1350", "basemap:shadedrelief@1800,0"):
             refs.append(store_image(src.load(), d, source=src.source_id, license=src.license, domain=Domain.NATURE))
     return AgentContext(image_dir=d, pool=PhotoPool(photos=refs), registry=SetRegistry())
 

@@ -1,0 +1,108 @@
+"""Natural edits leave no trace a person would call an edit: no glow, no outline, no seam, no washed-out clone."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from agents.offline.natural_edits import _healed_like_ground, natural_edit
+from agents.offline.objects import build_index
+
+GROUND = np.array((70.0, 110.0, 160.0))  # a calm sea
+LAND = np.array((150.0, 170.0, 120.0))
+
+
+def _sea(seed: int = 0, halo: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """Calm textured sea with isolated islands of about 30 px; `halo`: a pale shallows ring this much lighter."""
+    rng = np.random.default_rng(seed)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    yy, xx = np.mgrid[0:600, 0:800]
+    islands = [(150, 150, 14), (420, 300, 15), (650, 430, 13)]
+    for cx, cy, r in islands:
+        d = np.hypot(xx - cx, yy - cy)
+        if halo:
+            img[(d > r) & (d <= r + 7)] += halo
+        img[d <= r] = LAND + rng.normal(0, 3, (int((d <= r).sum()), 3))
+    return img.clip(0, 255).astype(np.uint8), islands
+
+
+def _removal(img: np.ndarray, seed: int = 0):
+    for s in range(20):
+        e = natural_edit("removed", img, random.Random(seed + s), 30, (40, 40, 760, 560))
+        if e is not None:
+            return e
+    raise AssertionError("no removal made on a calm sea with isolated islands")
+
+
+def test_removal_leaves_plain_ground_and_touches_nothing_else():
+    img, islands = _sea()
+    e = _removal(img)
+    x1, y1, x2, y2 = e.box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    (ix, iy, r) = min(islands, key=lambda t: abs(t[0] - cx) + abs(t[1] - cy))
+    place = e.variant[iy - r : iy + r, ix - r : ix + r].astype(np.float32)
+    assert np.abs(place.reshape(-1, 3).mean(0) - GROUND).max() < 4, "the island's place is sea again"
+    assert place.mean(2).std() < 6, "no remnant of the island, no smear"
+    # nothing changes beyond the mask and its short fade
+    far = np.ones(img.shape[:2], bool)
+    far[y1 - 12 : y2 + 12, x1 - 12 : x2 + 12] = False
+    assert (e.variant[far] == img[far]).all()
+
+
+def test_a_pale_ring_around_an_object_goes_with_it():
+    """An island's pale shallows lie outside its segment: a heal that stopped short left a lighter oval."""
+    img, islands = _sea(1, halo=12.0)
+    e = _removal(img, 5)
+    x1, y1, x2, y2 = e.box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    (ix, iy, r) = min(islands, key=lambda t: abs(t[0] - cx) + abs(t[1] - cy))
+    yy, xx = np.mgrid[0:600, 0:800]
+    d = np.hypot(xx - ix, yy - iy)
+    ring_px = e.variant[(d > r) & (d <= r + 7)].astype(np.float32)
+    assert np.abs(ring_px.mean(0) - GROUND).max() < 4, "the shallows were healed over too"
+
+
+def test_heal_check_refuses_a_lighter_spot_and_a_remnant():
+    img, _ = _sea()
+    e = _removal(img)
+    index = build_index(img, 30)
+    obj = min(index.objects, key=lambda o: abs(o.x - e.box[0]) + abs(o.y - e.box[1]))
+    assert _healed_like_ground(img, e.variant, obj)
+    lighter = e.variant.copy()
+    win = lighter[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w]
+    win[obj.mask] = (win[obj.mask].astype(np.int16) + 9).clip(0, 255).astype(np.uint8)
+    assert not _healed_like_ground(img, lighter, obj), "a lighter oval where the island was"
+    assert not _healed_like_ground(img, img, obj), "the island itself is no heal"
+
+
+def test_objects_near_other_structure_are_not_lifted_off():
+    """Rocks a few px off an island's shore: no plain ground to heal it with (recolour it, never remove it)."""
+    img, islands = _sea(2)
+    img = img.copy()
+    yy, xx = np.mgrid[0:600, 0:800]
+    cx, cy, r = islands[0]
+    for ang in (0.0, 2.1, 4.2):
+        rx, ry = cx + (r + 8) * np.cos(ang), cy + (r + 8) * np.sin(ang)
+        img[np.hypot(xx - rx, yy - ry) <= 3] = LAND.astype(np.uint8)
+    index = build_index(img, 30)
+    near = [o for o in index.objects if o.x < 200]
+    lone = [o for o in index.objects if o.x > 300]
+    assert near and lone, "all three islands are objects"
+    assert all(o.isolated for o in lone) and not any(o.isolated for o in near)
+    rng = random.Random(0)
+    assert all(index.pick(rng, 30, (0, 0, 250, 600), [], isolated=True) is None for _ in range(5))
+
+
+def test_clone_stands_out_from_its_new_ground_as_from_its_own():
+    img, _ = _sea(3)
+    e = None
+    for s in range(20):
+        e = natural_edit("added", img, random.Random(s), 30, (40, 40, 760, 560))
+        if e is not None:
+            break
+    assert e is not None
+    x1, y1, x2, y2 = e.box
+    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+    core = e.variant[cy - 6 : cy + 6, cx - 6 : cx + 6].reshape(-1, 3).astype(np.float32).mean(0)
+    assert np.abs(core - LAND).max() < 12, "a full-strength island, not a faded copy"
