@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+from skimage.color import rgb2lab
 
 from agents.offline.objects import Obj, ObjectIndex, inside, objects_of, overlaps, ring
 from agents.offline.pixels import bbox_of, diff_map
@@ -34,7 +35,11 @@ Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive)
 VISIBLE_DELTA = 30  # a pixel counts as visibly changed when a channel moved by more than this
 MIN_VISIBLE_SHARE = 0.25  # ... and at least this share of the object's footprint must change so
 CLONE_MAX_COST = 10.0  # a clone's new ground matches its own ring this closely (see _similar_spot)
-RECOLOUR_SHIFT = (30.0, 110.0)  # a recolour moves the object's mean colour this far (largest channel)
+RECOLOUR_DE = (18.0, 60.0)  # a recolour moves the object's mean colour this far (CIELAB delta E) ...
+RECOLOUR_MAX_DL = 25.0  # ... in hue and chroma mostly: its lightness (L*) moves at most this much
+RECOLOUR_MIN_SHIFT = 40.0  # ... and some channel moves at least this much (what the verifier compares)
+KIN_GROUND_DE = 25.0  # ... taken from an object on ground this close to its own (CIELAB delta E)
+MIN_DELTA_E = 22.0  # an edit's most changed 30% of px move at least this far (CIELAB delta E): else unfindable
 SPOT_TRIES = 60  # random spots tried for a clone, a heal or a move
 GROUND_REACH = 0.5  # an object's ground: the band out to this share of its side around its mask
 FEATHER = 0.06  # a pasted patch fades in over this share of its side (inside the mask's rim of ground)
@@ -232,6 +237,9 @@ def _finish(kind: str, img: np.ndarray, variant: np.ndarray, box: Rect, footprin
     r, _ = edge_aware(sa, sb, np.ones(sa.shape[:2], bool))
     if int((r > 1.15 * TAU).sum()) < max(12, 0.15 * footprint):
         return None
+    # and a person must see it: the most changed 30% of the object's footprint moves far in CIELAB
+    if delta_e_top(img[y1:y2, x1:x2], variant[y1:y2, x1:x2], round(0.3 * footprint)) < MIN_DELTA_E:
+        return None
     tight = (x1 + local[0], y1 + local[1], x1 + local[2], y1 + local[3])
     return Edit(kind, variant, tight, int((d > VISIBLE_DELTA // 3).sum()), record)
 
@@ -297,40 +305,84 @@ def moved(
     return _finish("moved", img, variant, box, 2 * int(obj.mask.sum()), record)
 
 
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB of one RGB colour (0-255)."""
+    return rgb2lab(np.asarray(rgb, np.float32).reshape(1, 1, 3) / 255.0).reshape(3)
+
+
+def delta_e_top(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Mean CIELAB delta E of the `k` most changed px of two same-size crops: how visible a change is.
+
+    Grey-level thresholds miss what a person misses: a shift of 30 in one channel of a dark navy sea
+    is a change nobody finds (a blind audit could not find such recolours on the night-blue tiles).
+    """
+    de = np.sqrt(((rgb2lab(a) - rgb2lab(b)) ** 2).sum(-1)).ravel()
+    k = max(1, min(k, de.size))
+    return float(np.partition(de, de.size - k)[-k:].mean())
+
+
 def _core_mean(img: np.ndarray, o: Obj) -> np.ndarray:
     return img[o.y : o.y + o.h, o.x : o.x + o.w][o.body].astype(np.float32).mean(0)
+
+
+def _kin(img: np.ndarray, objects: list[Obj]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+    """Per object: its colour, that colour in CIELAB, its ground's CIELAB and its lightness over the ground."""
+    out = []
+    for o in objects:
+        colour = _core_mean(img, o)
+        g = _ground(img, o.x, o.y, o.mask)
+        ground = _lab(g[0]) if g is not None else np.full(3, np.nan, np.float32)
+        lab = _lab(colour)
+        out.append((colour, lab, ground, float(lab[0] - ground[0])))
+    return out
 
 
 def recoloured(
     img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], idx: ObjectIndex
 ) -> Edit | None:
-    """Give an object the colour of another object of the same photo, its shading kept.
+    """Give an object the colour of a kindred object of the same photo, its shading kept.
 
-    The new colour is one the scene already has (another island, another galaxy): an earlier hue
-    rotation made blue sea yellow and brown islands neon green, which a blind audit called synthetic.
+    The new colour is one the scene already has, on an object of the same kind: on the same ground,
+    lighter (or darker) than it as the object is, about as light as the object and clearly another
+    hue (a green island turned brown, a blue galaxy turned red). An earlier hue rotation made blue
+    sea yellow; colours taken from any object filled an island with the sea's blue and painted a
+    shoal tan, which a blind audit called synthetic.
     """
     if colourfulness(img) < 0.1:
         return None  # a greyscale (or nearly) photo: no colour change would look natural
-    colours = [_core_mean(img, o) for o in idx.objects]  # once: every try compares against the same
-    for _ in range(4):
+    kin = _kin(img, idx.objects)  # once: every try compares against the same
+    by_id = {id(o): k for o, k in zip(idx.objects, kin, strict=True)}
+    for _ in range(8):
         obj = idx.pick(rng, s, within, avoid)
-        if obj is None:
+        if obj is None or id(obj) not in by_id:
             return None
-        core = obj.body  # the object itself, not the ground around it
-        own = _core_mean(img, obj)
-        # another object whose colour differs clearly in hue or tone, but not wildly (a real sibling)
-        donors = [c for c in colours if RECOLOUR_SHIFT[0] <= float(np.abs(c - own).max()) <= RECOLOUR_SHIFT[1]]
+        own, own_lab, own_ground, own_lift = by_id[id(obj)]
+        donors = [
+            colour
+            for colour, lab, ground, lift in kin
+            if RECOLOUR_DE[0] <= float(np.linalg.norm(lab - own_lab)) <= RECOLOUR_DE[1]
+            and abs(float(lab[0] - own_lab[0])) <= RECOLOUR_MAX_DL
+            and float(np.linalg.norm(ground - own_ground)) <= KIN_GROUND_DE
+            and lift * own_lift > 0
+            and float(np.abs(colour - own).max()) >= RECOLOUR_MIN_SHIFT
+            # and it still stands out from the object's ground: an island filled with the colour of the
+            # shallows around it looks like a hole in the map
+            and float(np.linalg.norm(lab - own_ground)) >= 0.7 * float(np.linalg.norm(own_lab - own_ground))
+        ]
         if not donors:
             continue
         target = rng.choice(donors)
         win = img[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w].astype(np.float32)
         shifted = (win + (target - own)).clip(0, 255)
-        alpha = ndimage.gaussian_filter(core.astype(np.float32), 0.8)[..., None]  # feathered edge
+        # the object and its first px of rim (a rim left in the old colour read as an outline); a colour
+        # matte over the whole grown mask recoloured bits of ground too and made halos
+        near = ndimage.binary_dilation(obj.body, iterations=1) & obj.mask
+        alpha = ndimage.gaussian_filter(near.astype(np.float32), 0.8)[..., None]
         out = (alpha * shifted + (1 - alpha) * win + 0.5).clip(0, 255).astype(np.uint8)
         variant = img.copy()
         variant[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w] = out
         rec = {"from_rgb": [round(float(c)) for c in own], "to_rgb": [round(float(c)) for c in target]}
-        e = _finish("recoloured", img, variant, obj.box, int(core.sum()), rec)
+        e = _finish("recoloured", img, variant, obj.box, int(obj.body.sum()), rec)
         if e is not None:
             return e
     return None

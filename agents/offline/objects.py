@@ -35,7 +35,7 @@ OUTLIERS = 0.08  # ... where at most this share of the pixels strays from the gr
 PICK_CONTRAST = 40.0  # edits act on objects at least this clear: fainter ones the verifier and people missed
 SEG_PX = 18  # an object spans about this many px on the copy that is segmented
 SIZE_CLASS = 1.4  # objects of sizes within this factor share one segmentation
-_CACHE_ITEMS = 16
+_CACHE_ITEMS = 256  # photo x size class: a pool of 45 photos at 2-3 sizes each stays in it
 
 
 @dataclass

@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from agents.offline.natural_edits import _healed_like_ground, natural_edit
+from agents.offline.natural_edits import MIN_DELTA_E, _healed_like_ground, delta_e_top, natural_edit
 from agents.offline.objects import build_index
 
 GROUND = np.array((70.0, 110.0, 160.0))  # a calm sea
@@ -106,3 +106,39 @@ def test_clone_stands_out_from_its_new_ground_as_from_its_own():
     cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
     core = e.variant[cy - 6 : cy + 6, cx - 6 : cx + 6].reshape(-1, 3).astype(np.float32).mean(0)
     assert np.abs(core - LAND).max() < 12, "a full-strength island, not a faded copy"
+
+
+def test_a_change_a_person_cannot_see_is_not_an_edit():
+    """delta E, not grey levels: +30 in blue on a navy sea is invisible, green to brown is not."""
+    navy = np.full((20, 20, 3), (10, 20, 45), np.uint8)
+    bluer = navy.copy()
+    bluer[..., 2] += 30
+    assert delta_e_top(navy, bluer, 120) < MIN_DELTA_E
+    green = np.full((20, 20, 3), (90, 140, 70), np.uint8)
+    brown = np.full((20, 20, 3), (140, 110, 70), np.uint8)
+    assert delta_e_top(green, brown, 120) > MIN_DELTA_E
+
+
+def test_recolour_takes_a_kindred_colour_never_the_ground_around():
+    """Green and brown islands and pale shallows on one sea: an island turns brown or green, never sea-pale."""
+    rng = np.random.default_rng(4)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    yy, xx = np.mgrid[0:600, 0:800]
+    colours = {
+        (150, 150): (90, 150, 70),
+        (420, 300): (150, 115, 70),
+        (650, 430): (90, 150, 70),
+        (250, 450): (105, 145, 150),
+    }  # the last: pale shallows, lighter than the sea like an island
+    for (cx, cy), c in colours.items():
+        img[np.hypot(xx - cx, yy - cy) <= 14] = c
+    img = img.clip(0, 255).astype(np.uint8)
+    made = 0
+    for s in range(12):
+        e = natural_edit("recoloured", img, random.Random(s), 30, (40, 40, 760, 560))
+        if e is None:
+            continue
+        made += 1
+        to = np.array(e.record["to_rgb"], np.float32)
+        assert min(np.abs(to - np.array(c)).max() for c in [(90, 150, 70), (150, 115, 70)]) < 12, to
+    assert made >= 3
