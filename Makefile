@@ -4,9 +4,10 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # The CPU build of torch lies on disk on our machines; uv ignores pip's find-links, so name it.
 TORCH := $(or $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)),torch==2.13.0)
-DEMO_N ?= 280
+DEMO_N ?= 300
+CONSUMERS ?= .venv-consumers
 
-.PHONY: setup lock browser demo test test-fast lint format bench clean
+.PHONY: setup lock browser demo test test-fast test-consumers consumers-env lint format clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +42,19 @@ test: setup browser
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not browser"
+
+# The consumers' own CLIs (lmms-eval) in an environment of their own, pinned by requirements-consumers.lock;
+# not part of `make test` (a heavy install): `make test-consumers` runs the tests marked `consumers`.
+consumers-env: $(CONSUMERS)/.installed
+
+$(CONSUMERS)/.installed: requirements-consumers.lock
+	command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+	test -x $(CONSUMERS)/bin/python || uv venv -q -p python3 $(CONSUMERS)
+	uv pip install -q -p $(CONSUMERS)/bin/python --no-deps -r requirements-consumers.lock "$(TORCH)"
+	touch $@
+
+test-consumers: setup consumers-env
+	MIFG_CONSUMERS_PYTHON=$(abspath $(CONSUMERS))/bin/python $(BIN)/pytest -q -m consumers -rs
 
 lint: setup
 	$(BIN)/ruff check .

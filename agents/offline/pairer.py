@@ -92,6 +92,9 @@ def _cell_area(h: int, w: int, cell: Region) -> Rect:
     return (round(x1 * w + mx), round(y1 * h + my), round(x2 * w - mx), round(y2 * h - my))
 
 
+SCENE_TRIES = 24  # (photo, family) draws before a work item fails
+
+
 class OfflinePairer:
     """Pairer agent over `ctx.pool`: procedural edits of real photos, ground truth by construction."""
 
@@ -150,7 +153,8 @@ class OfflinePairer:
         if not any(weights):
             weights = [1.0] * len(photos)
         last: Exception | None = None
-        for _ in range(12):
+        # natural edits need an object on plain ground, which a photo at one detail size may lack
+        for _ in range(SCENE_TRIES):
             index = rng.choices(range(len(photos)), weights)[0]
             family = rng.choice(self.families)
             try:
