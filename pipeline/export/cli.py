@@ -11,7 +11,7 @@ FORMAT_NAMES = ["hf", "verl", "trl", "vlmevalkit", "lmms-eval"]
 
 def export(
     store: Path = typer.Argument(..., help="VERIFIED_DIR written by `mifg verified` (any mifg shard store works)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the export to (replaced atomically)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the export to (replaced atomically)."),
     fmt: str = typer.Option("hf", "--format", "-f", help="One of: " + ", ".join(FORMAT_NAMES) + "."),
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of samples in the test split, [0, 1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split; same input + seed = same bytes."),

@@ -32,6 +32,8 @@ ERRORS = [
     ("negative-items", ["generate", "--out", "{out}", "-n", "-3"], "-n -3"),
     ("out-is-a-file", ["generate", "--out", "{file}", "-n", "2"], "is a file"),
     ("export-out-is-a-file", ["export", "{dir}", "--out", "{file}"], "is a file"),
+    # -o is --agent-option in generate; export takes --out only, so the short flag never means two things
+    ("export-short-o", ["export", "{dir}", "-o", "{out}"], "-o"),
     ("review-overlap-0", ["review", "{dir}", "--open", "--overlap", "0"], "--overlap"),
     ("review-users-no-terminal", ["review-users", "add", "{users}", "bob"], "--password-stdin"),
     ("project-error", ["stats", "{out}"], "no such run directory"),
