@@ -187,12 +187,14 @@ def build_demo(
 
         # Every event is "private": left out of Gradio's API description and of its client libraries.
         hidden = {"api_visibility": "private"}
+        # decisions skip Gradio's progress overlay: the next sample replacing this one is the feedback
+        fast = {**hidden, "show_progress": "hidden"}
         demo.load(on_load, outputs=screen_outputs, **hidden)
-        accept_btn.click(on_accept, inputs=[current], outputs=screen_outputs, **hidden)
-        confirm_reject.click(on_reject, inputs=[current, reason, note], outputs=screen_outputs, **hidden)
-        confirm_skip.click(on_skip, inputs=[current, skip_reason, skip_note], outputs=screen_outputs, **hidden)
+        accept_btn.click(on_accept, inputs=[current], outputs=screen_outputs, **fast)
+        confirm_reject.click(on_reject, inputs=[current, reason, note], outputs=screen_outputs, **fast)
+        confirm_skip.click(on_skip, inputs=[current, skip_reason, skip_note], outputs=screen_outputs, **fast)
         save_edit.click(
-            on_edit, inputs=[current, e_question, e_options, e_answer, e_evidence], outputs=screen_outputs, **hidden
+            on_edit, inputs=[current, e_question, e_options, e_answer, e_evidence], outputs=screen_outputs, **fast
         )
         # Opening and closing panels is pure client-side state.
         panels = [reject_panel, edit_panel, skip_panel]

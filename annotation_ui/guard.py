@@ -4,7 +4,8 @@ An ASGI middleware given to Gradio's FastAPI app (`launch(app_kwargs={"middlewar
 request, in this order:
 
 1. Closed for everyone (404): file upload and its progress, Gradio's file routes (its temp folder is
-   never served: images reach the page inside the app's own responses), the proxy, streams,
+   never served: page images come from `GET /mifg/img/<sha256>.<ext>`, answered here from the
+   app's own registry to signed-in users only, see `image_route`), the proxy, streams,
    recordings, component servers, run history, monitoring, MCP, reload and vibe editing.
 2. `POST /login` is answered here, not by Gradio: throttled per user name and per client address
    (`sessions.LoginThrottle`; during a lockout the right password is refused too, with the wait in
@@ -31,6 +32,7 @@ import anyio
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from annotation_ui.image_route import IMAGES, ROUTE
 from annotation_ui.sessions import LoginThrottle, SessionKeys, TokenTable
 
 Scope = dict[str, Any]
@@ -154,6 +156,8 @@ class Guard:
         if _closed(path):
             return await self._refuse(scope, receive, send, 404, "Not found.")
         if self.keys is None:  # open mode
+            if path.startswith(ROUTE) and scope["type"] == "http":
+                return await self._image(scope, receive, send, path)
             return await self.app(scope, receive, send)
         method = scope.get("method", "GET")
         if path in ("/login", "/login/") and method == "POST":
@@ -162,12 +166,19 @@ class Guard:
         if path == "/logout" and user is not None:
             self.keys.log_out(user)
         if user is not None:
+            if path.startswith(ROUTE) and scope["type"] == "http" and method in ("GET", "HEAD"):
+                return await self._image(scope, receive, send, path)
             return await self.app(scope, receive, send)
         if not _public(path):
             return await self._refuse(scope, receive, send, 401, "Not authenticated.")
         if path == "/" and method == "GET":
             return await self.app(scope, receive, _patching_login_page(send))
         return await self.app(scope, receive, send)
+
+    async def _image(self, scope: Scope, receive: Callable, send: Callable, path: str) -> None:
+        """A page image by content hash (`annotation_ui.image_route`), cached for good by the browser."""
+        tag = HTTPConnection(scope).headers.get("if-none-match")
+        await IMAGES.response(path, tag)(scope, receive, send)
 
     def _bind(self, app: Any) -> None:
         """Make Gradio read our signed sessions: its token table and a cookie name stable across restarts."""

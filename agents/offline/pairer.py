@@ -153,12 +153,17 @@ class OfflinePairer:
         if not any(weights):
             weights = [1.0] * len(photos)
         last: Exception | None = None
-        # natural edits need an object on plain ground, which a photo at one detail size may lack
-        for _ in range(SCENE_TRIES):
+        # natural edits need an object on plain ground, which a photo at one detail size may lack: the
+        # same family and the same answer are tried on other photos (a new draw of them would favour
+        # answers that need nothing, e.g. twins), and only after half the tries another family
+        family, answer_seed = rng.choice(self.families), rng.random()
+        for attempt in range(SCENE_TRIES):
+            if attempt == SCENE_TRIES // 2:
+                family, answer_seed = rng.choice(self.families), rng.random()
             index = rng.choices(range(len(photos)), weights)[0]
-            family = rng.choice(self.families)
             try:
-                builder = SceneBuilder(ctx, photos[index], rng, kinds, self.twin_rate)
+                answers = random.Random(answer_seed)
+                builder = SceneBuilder(ctx, photos[index], rng, kinds, self.twin_rate, answers=answers)
                 images = BUILDERS[family](builder)
             except NoSet as e:
                 last = e

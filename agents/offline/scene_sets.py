@@ -80,9 +80,19 @@ class SceneBuilder:
     """Builds one family's set from one photo of the pool (deterministic from `rng`)."""
 
     def __init__(
-        self, ctx: AgentContext, photo: ImageRef, rng: random.Random, kinds: tuple[str, ...], twin_rate: float
+        self,
+        ctx: AgentContext,
+        photo: ImageRef,
+        rng: random.Random,
+        kinds: tuple[str, ...],
+        twin_rate: float,
+        answers: random.Random | None = None,
     ):
         self.ctx, self.photo, self.rng, self.twin_rate = ctx, photo, rng, twin_rate
+        # the answer and twin draws come from their own stream, which the pairer replays for every photo
+        # it tries: else a photo that cannot hold an answer (no object to remove) makes the pairer draw
+        # again, and answers needing nothing (twins, "0") pile up: 33% twins at twin_rate 0.15
+        self.answers = answers or rng
         self.img = pixels(photo)
         self.h, self.w = self.img.shape[:2]
         colour_ok = colourfulness(self.img) >= 0.1
@@ -179,9 +189,9 @@ def _which(b: SceneBuilder, changed: bool) -> ImageSet:
     """which_differs (one candidate edited) / which_unchanged (one candidate clean); twins: none qualifies."""
     # the answer first, evenly over the images it can be (Image 2-4); then enough images to hold it,
     # so that no answer text is more common than the others
-    target = b.rng.randrange(1, 4)
-    n = 4 if target == 3 else b.rng.choice([3, 4])
-    twin = b.rng.random() < b.twin_rate
+    target = b.answers.randrange(1, 4)
+    n = 4 if target == 3 else b.answers.choice([3, 4])
+    twin = b.answers.random() < b.twin_rate
     imgs = [_Img(b.view(), "reference")]
     for k in range(1, n):
         edited = (k == target) == changed if not twin else not changed
@@ -202,8 +212,8 @@ def which_unchanged(b: SceneBuilder) -> ImageSet:
 
 def odd_one_out(b: SceneBuilder) -> ImageSet:
     """3-4 shots; one differs from all others: the only edited one, or the only clean one among copies of an edit."""
-    odd = b.rng.randrange(4)  # the answer first, evenly; then enough images to hold it
-    n = 4 if odd == 3 else b.rng.choice([3, 4])
+    odd = b.answers.randrange(4)  # the answer first, evenly; then enough images to hold it
+    n = 4 if odd == 3 else b.answers.choice([3, 4])
     e = b.edit()
     odd_edited = b.rng.random() < 0.5
     imgs = []
@@ -215,8 +225,8 @@ def odd_one_out(b: SceneBuilder) -> ImageSet:
 
 def where_differs(b: SceneBuilder) -> ImageSet:
     """Two shots; one has a change inside one cell of a 3x3 grid (or none)."""
-    twin = b.rng.random() < b.twin_rate
-    cell = Region(3, b.rng.randrange(3), b.rng.randrange(3))
+    twin = b.answers.random() < b.twin_rate
+    cell = Region(3, b.answers.randrange(3), b.answers.randrange(3))
     x1, y1, x2, y2 = cell.box
     mx, my = CELL_MARGIN * (x2 - x1), CELL_MARGIN * (y2 - y1)
     within = (round((x1 + mx) * b.w), round((y1 + my) * b.h), round((x2 - mx) * b.w), round((y2 - my) * b.h))
@@ -231,7 +241,7 @@ def where_differs(b: SceneBuilder) -> ImageSet:
 def count_across(b: SceneBuilder) -> ImageSet:
     """Image 1 and 3 other shots; k of them (0..3) carry their own change."""
     n = 4
-    k = 0 if b.rng.random() < b.twin_rate else b.rng.randint(1, n - 1)
+    k = 0 if b.answers.random() < b.twin_rate else b.answers.randint(1, n - 1)
     marked = set(b.rng.sample(range(1, n), k))
     imgs = [_Img(b.view(), "reference")]
     for j in range(1, n):
@@ -241,7 +251,7 @@ def count_across(b: SceneBuilder) -> ImageSet:
 
 def count_changes(b: SceneBuilder) -> ImageSet:
     """Two shots; one carries 1-3 separate changes (0 for a twin)."""
-    m = 0 if b.rng.random() < b.twin_rate else b.rng.randint(1, 3)
+    m = 0 if b.answers.random() < b.twin_rate else b.answers.randint(1, 3)
     edits: list[Edit] = []
     base = b.img
     for _ in range(m):
@@ -270,13 +280,13 @@ def _grow(box, g):
 
 def change_kind(b: SceneBuilder) -> ImageSet:
     """Two shots; what happened from image 1 to image 2: added, removed, recoloured, moved, or nothing."""
-    twin = b.rng.random() < b.twin_rate
+    twin = b.answers.random() < b.twin_rate
     if twin:
         return b.finish("change_kind", [_Img(b.view(), "clean"), _Img(b.view(), "clean")], "nothing")
     # the answer is drawn first, evenly over what this photo allows: an added object in image 2 is
     # either a clone in image 2 or a removal in image 1, and either edit may be the one made
     answers = sorted({k for k in b.kinds} | {REVERSE[k] for k in b.kinds})
-    answer = b.rng.choice(answers)
+    answer = b.answers.choice(answers)
     ways = [(k, 1) for k in b.kinds if k == answer] + [(k, 0) for k in b.kinds if REVERSE[k] == answer]
     b.rng.shuffle(ways)
     for kind, edited in ways:
@@ -291,8 +301,8 @@ def change_kind(b: SceneBuilder) -> ImageSet:
 
 def matching_pair(b: SceneBuilder) -> ImageSet:
     """3-4 shots; exactly two show the same content, every other one has its own change."""
-    pair = sorted(b.rng.sample(range(4), 2))  # the answer first, evenly; then enough images to hold it
-    n = 4 if 3 in pair else b.rng.choice([3, 4])
+    pair = sorted(b.answers.sample(range(4), 2))  # the answer first, evenly; then enough images to hold it
+    n = 4 if 3 in pair else b.answers.choice([3, 4])
     imgs = [_Img(b.view(), "clean" if k in pair else "edited", [] if k in pair else [b.edit()]) for k in range(n)]
     return b.finish("matching_pair", imgs, f"{pair[0] + 1}-{pair[1] + 1}")
 
@@ -336,9 +346,9 @@ def _inner(area: tuple[int, int, int, int], margin: float) -> tuple[int, int, in
 
 def crop_match(b: SceneBuilder) -> ImageSet:
     """Image 1 and 2-3 close-ups of other parts of it; all but one close-up carry a change (twin: all)."""
-    twin = b.rng.random() < b.twin_rate
-    clean = -1 if twin else b.rng.randrange(1, 4)  # the answer first, evenly; then enough close-ups to hold it
-    n = 4 if clean == 3 else b.rng.choice([3, 4])
+    twin = b.answers.random() < b.twin_rate
+    clean = -1 if twin else b.answers.randrange(1, 4)  # the answer first, evenly; then enough close-ups to hold it
+    n = 4 if clean == 3 else b.answers.choice([3, 4])
     imgs = [_Img(b.view(), "reference")]
     for k, (v, area) in enumerate(_close_ups(b, n - 1), start=1):
         edits = [] if k == clean else [b.edit(within=_inner(area, 0.15))]
@@ -348,7 +358,7 @@ def crop_match(b: SceneBuilder) -> ImageSet:
 
 def zoom_locate(b: SceneBuilder) -> ImageSet:
     """Image 1 and a close-up of part of it with one change inside a 3x3 cell of the close-up (twin: none)."""
-    twin = b.rng.random() < b.twin_rate
+    twin = b.answers.random() < b.twin_rate
     ((v, area),) = _close_ups(b, 1)
     v = View(v.crop, v.size, v.gain, v.gamma, v.jpeg)
     x, y, w, h = v.crop

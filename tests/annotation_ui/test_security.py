@@ -132,3 +132,26 @@ def test_sessions_survive_a_restart_and_logout_ends_them(run_dir: Path) -> None:
                 assert c.get("/config").status_code == 401
     with serve(run) as (url, _), httpx.Client(base_url=url, cookies=cookies, timeout=30) as c:
         assert c.get("/config").status_code == 401  # the logout outlives a restart too
+
+
+def test_page_images_are_served_by_hash_to_signed_in_users_only(app) -> None:
+    """Images come as cached files named by their content hash, never inlined, never by a file path."""
+    from annotation_ui.image_route import IMAGES
+    from annotation_ui.service import ReviewService
+
+    url, store = app
+    html = ReviewService(store).current("alice").images
+    assert "data:image" not in html
+    srcs = [part.split('"', 1)[0] for part in html.split('src="')[1:]]
+    assert srcs and all(s.startswith("mifg/img/") for s in srcs)
+    with httpx.Client(base_url=url, timeout=30) as anon:
+        assert anon.get("/" + srcs[0]).status_code == 401
+    with _signed_in(url, "bob") as c:
+        r = c.get("/" + srcs[0])
+        assert r.status_code == 200 and r.headers["content-type"].startswith("image/")
+        assert "immutable" in r.headers["cache-control"]
+        assert r.content == IMAGES.lookup(srcs[0].rsplit("/", 1)[1])[0]
+        again = c.get("/" + srcs[0], headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and not again.content
+        assert c.get("/mifg/img/" + "0" * 64 + ".png").status_code == 404
+        assert c.get("/mifg/img/../../etc/passwd").status_code == 404

@@ -16,7 +16,7 @@ from tests.factories import make_sample
 def test_accept_commits_then_shows_the_next_sample(open_store) -> None:
     svc = ReviewService(open_store())
     first = svc.current("alice")
-    assert first.sample_id and "data:image/png;base64," in first.images
+    assert first.sample_id and 'src="mifg/img/' in first.images
     nxt = svc.accept("alice", first.sample_id)
     assert nxt.saved == "accept" and nxt.sample_id != first.sample_id
     assert [d.sample_id for d in svc.store.decisions()] == [first.sample_id]
@@ -100,14 +100,19 @@ def test_question_text_is_escaped(tmp_path: Path) -> None:
 
 
 def test_undecodable_or_exotic_images_do_not_break_the_page() -> None:
-    assert render.image_data_uri(b"not an image") == ""
+    assert render.image_url(b"not an image") == ""
     import io
 
     from PIL import Image
 
+    from annotation_ui.image_route import IMAGES
+
     buf = io.BytesIO()
     Image.new("CMYK", (8, 8)).save(buf, format="TIFF")
-    assert render.image_data_uri(buf.getvalue()).startswith("data:image/png;base64,")
+    url = render.image_url(buf.getvalue())
+    assert url.startswith("mifg/img/") and url.endswith(".jpg")  # a display JPEG of the CMYK TIFF
+    data, mime = IMAGES.lookup(url.rsplit("/", 1)[1])
+    assert mime == "image/jpeg" and Image.open(io.BytesIO(data)).size == (8, 8)
 
 
 def test_empty_queue_screen(open_store) -> None:
