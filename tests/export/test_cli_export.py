@@ -99,7 +99,7 @@ def test_spilled_second_pass_gives_the_same_bytes(store, store_samples, tmp_path
 
 def test_summary_counts_per_split_and_task_type(store, tmp_path, mifg, capsys):
     out = tmp_path / "o"
-    assert mifg(["export", str(store), "-o", str(out), "-f", "hf", "--test-fraction", "0.25"]) == 0
+    assert mifg(["export", str(store), "--out", str(out), "-f", "hf", "--test-fraction", "0.25"]) == 0
     text = capsys.readouterr().out
     report = json.loads((out / "export.json").read_text())
     header = next(line for line in text.splitlines() if line.strip().startswith("split"))
