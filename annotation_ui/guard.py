@@ -155,20 +155,17 @@ class Guard:
         path = _normal_path(scope)
         if _closed(path):
             return await self._refuse(scope, receive, send, 404, "Not found.")
-        if self.keys is None:  # open mode
-            if path.startswith(ROUTE) and scope["type"] == "http":
-                return await self._image(scope, receive, send, path)
-            return await self.app(scope, receive, send)
         method = scope.get("method", "GET")
+        image = path.startswith(ROUTE) and scope["type"] == "http" and method in ("GET", "HEAD")
+        if self.keys is None:  # open mode
+            return await (self._image(scope, receive, send, path) if image else self.app(scope, receive, send))
         if path in ("/login", "/login/") and method == "POST":
             return await (await self._login(scope, receive))(scope, receive, send)
         user = self._user(scope)
         if path == "/logout" and user is not None:
             self.keys.log_out(user)
         if user is not None:
-            if path.startswith(ROUTE) and scope["type"] == "http" and method in ("GET", "HEAD"):
-                return await self._image(scope, receive, send, path)
-            return await self.app(scope, receive, send)
+            return await (self._image(scope, receive, send, path) if image else self.app(scope, receive, send))
         if not _public(path):
             return await self._refuse(scope, receive, send, 401, "Not authenticated.")
         if path == "/" and method == "GET":

@@ -2,9 +2,10 @@
 
 Inlined as data: URIs, every update carried ~1.2 MB (up to 2.5 MB) of base64 that the browser's main
 thread had to parse before the next sample showed, and the page kept growing with each decision. Now
-`render` registers each display image here under its sha256 and puts `mifg/img/<sha256>.<ext>` in the
-HTML; the guard serves that path to signed-in users only, with `Cache-Control: immutable` (a content
-hash never changes meaning), so an image is fetched once per browser and decoded off the main thread.
+`render` registers each display image here under the sha256 of the shard bytes it was made from (so
+a display copy is made once per image) and puts `mifg/img/<sha256>.<ext>` in the HTML; the guard
+serves that path to signed-in users only, with `Cache-Control: immutable` (a content hash never
+changes meaning), so an image is fetched once per browser and decoded off the main thread.
 
 The registry is a byte-bounded LRU in the app process: a URL evicted from it answers 404 and the next
 render of that sample registers it again.
@@ -34,9 +35,9 @@ class ImageRegistry:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def register(self, data: bytes, mime: str) -> str:
-        """Keep `data` and return its relative URL (`mifg/img/<sha256>.<ext>`)."""
-        digest = hashlib.sha256(data).hexdigest()
+    def register(self, data: bytes, mime: str, key: str | None = None) -> str:
+        """Keep `data` under `key` (a sha256 hex digest; default: of `data`) and return its relative URL."""
+        digest = key or hashlib.sha256(data).hexdigest()
         with self._lock:
             if digest in self._items:
                 self._items.move_to_end(digest)
@@ -47,6 +48,14 @@ class ImageRegistry:
                     _, (old, _) = self._items.popitem(last=False)
                     self._bytes -= len(old)
         return f"{ROUTE.lstrip('/')}{digest}.{_EXT.get(mime, 'png')}"
+
+    def url(self, key: str) -> str | None:
+        """The URL of what is kept under `key`, or None when nothing is (or it was evicted)."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+        return None if hit is None else f"{ROUTE.lstrip('/')}{key}.{_EXT.get(hit[1], 'png')}"
 
     def lookup(self, name: str) -> tuple[bytes, str] | None:
         """The bytes and mime type of `<sha256>.<ext>`, or None when unknown (or evicted)."""

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
-from collections import OrderedDict
 from html import escape
 
 from PIL import Image
@@ -23,9 +21,6 @@ _MIME = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (
 _DISPLAY_MAX_BYTES = 6 * 1024 * 1024
 _LOSSLESS_MAX_BYTES = 512 * 1024  # images up to this size are shown as they are
 _DISPLAY_MAX_SIDE = 2560
-_URLS: OrderedDict[bytes, str] = OrderedDict()  # sha256 of shard bytes -> display URL
-_URLS_LOCK = threading.Lock()
-_URLS_MAX = 20_000
 
 
 def esc(text: object) -> str:
@@ -74,23 +69,15 @@ def display_image(data: bytes) -> tuple[bytes, str] | None:
 def image_url(data: bytes) -> str:
     """The content-addressed URL the review app serves `display_image(data)` under (empty when undecodable).
 
-    The display copy is made once per image (keyed by the shard bytes' hash): a reload or a second
-    annotator on the same sample costs a hash, not a JPEG encode.
+    The registry is keyed by the shard bytes' hash, so the display copy is made once per image: a
+    reload or a second annotator on the same sample costs a hash, not a JPEG encode.
     """
-    key = hashlib.sha256(data).digest()
-    with _URLS_LOCK:
-        hit = _URLS.get(key)
-        if hit is not None:
-            _URLS.move_to_end(key)
-    if hit is not None and (not hit or IMAGES.lookup(hit.rsplit("/", 1)[1]) is not None):
-        return hit
+    key = hashlib.sha256(data).hexdigest()
+    url = IMAGES.url(key)
+    if url is not None:
+        return url
     shown = display_image(data)
-    url = "" if shown is None else IMAGES.register(*shown)
-    with _URLS_LOCK:
-        _URLS[key] = url
-        while len(_URLS) > _URLS_MAX:
-            _URLS.popitem(last=False)
-    return url
+    return "" if shown is None else IMAGES.register(*shown, key=key)
 
 
 def images_html(sample: Sample) -> str:

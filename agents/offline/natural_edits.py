@@ -354,7 +354,7 @@ def recoloured(
     by_id = {id(o): k for o, k in zip(idx.objects, kin, strict=True)}
     for _ in range(8):
         obj = idx.pick(rng, s, within, avoid)
-        if obj is None or id(obj) not in by_id:
+        if obj is None:
             return None
         own, own_lab, own_ground, own_lift = by_id[id(obj)]
         donors = [
