@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # The CPU build of torch lies on disk on our machines; uv ignores pip's find-links, so name it.
 TORCH := $(or $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)),torch==2.13.0)
-DEMO_N ?= 300
+DEMO_N ?= 320
 CONSUMERS ?= .venv-consumers
 
 .PHONY: setup lock browser demo test test-fast test-consumers consumers-env lint format clean

@@ -114,7 +114,10 @@ def run_faults(
             if prev.fault == "429":
                 floor = retry_after
             elif prev.fault == "hang":
-                floor = timeout  # the attempt itself lasted the timeout, then the backoff
+                # the attempt lasted the timeout, then the backoff; but the server stamps a request once it
+                # has read it, and reading a first attempt's images next to the offline pairer's threads
+                # may take a while: held to half the timeout (a storm would come within milliseconds)
+                floor = timeout / 2
             else:
                 floor = backoff_floor(options, prev.attempt)
             gaps.append((prev.fault or str(prev.status), gap, floor))

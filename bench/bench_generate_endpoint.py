@@ -6,14 +6,15 @@
 For each concurrency C a fresh local model server (`python -m agents.llm.local_server --latency-ms
 200`, its own process) answers every chat call after exactly the latency; the real CLI runs
 `mifg generate --backend openai --concurrency C -n C*waves` in a subprocess on a folder of small
-photos. Figures per C:
+island photos (`endpoint_harness.make_photos`). Figures per C:
 
 - items/s over the runner's item loop (its own `loop_seconds`; process start-up and the photo pool
   are reported apart), and over the whole command;
 - calls per sample, counted by the server (chat requests / items);
 - the limit the issue names, C / latency / calls-per-sample, and the achieved fraction of it;
-  also the critical-path limit C / (latency x sequential rounds): the critic's two calls go out
-  together, so a sample is 4 rounds of latency, not 5;
+  also the critical-path limit C / (latency x sequential rounds): the verifier's votes go out
+  together, as do each probe's tries, so a sample is (1 + revisions) x 2 rounds (writer, votes)
+  plus one per probe run (read from the samples' provenance), not one per call;
 - CPU ms per agent call (runner CPU over the loop / calls) and per item, and the CPU ceiling of one
   event loop (1 / CPU per item): on a machine with few free cores, this is what binds first.
 
@@ -32,6 +33,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.endpoint_harness import MODEL, ServerProcess, machine, make_photos, mifg, write_json
+
+
+def rounds_per_sample(out: Path, items: int) -> float:
+    """Sequential rounds of latency per item: writer and votes per draft, one per probe run."""
+    from pipeline.shard_store import read_samples
+
+    samples = read_samples(out) + (read_samples(out / "rejected") if (out / "rejected" / "manifests").is_dir() else [])
+    rounds = sum(2 * (1 + s.provenance.revisions) + len(s.provenance.critic.probes) for s in samples)
+    return rounds / max(items, 1)
 
 
 def run_one(photos: Path, tmp: Path, latency_ms: float, concurrency: int, waves: int) -> dict:
@@ -54,8 +64,7 @@ def run_one(photos: Path, tmp: Path, latency_ms: float, concurrency: int, waves:
     calls = after.get("requests", 0) - before.get("requests", 0) - 1  # minus the endpoint check's GET /models
     roles = {k.split(":", 1)[1]: after[k] - before.get(k, 0) for k in after if k.startswith("role:")}
     calls_per_sample = calls / items
-    # rounds of latency per sample: every call is sequential except the blind critic probe (sent with the critic)
-    rounds = (calls - roles.get("critic_blind", 0)) / items
+    rounds = rounds_per_sample(out, items)
     lat = latency_ms / 1000.0
     limit = concurrency / lat / calls_per_sample
     limit_critical = concurrency / (lat * rounds)
@@ -68,6 +77,7 @@ def run_one(photos: Path, tmp: Path, latency_ms: float, concurrency: int, waves:
         "failed": s["failed"],
         "calls": calls,
         "calls_per_sample": round(calls_per_sample, 3),
+        "calls_by_role": dict(sorted(roles.items())),
         "rounds_per_sample": round(rounds, 3),
         "loop_s": s["loop_seconds"],
         "command_wall_s": round(job.wall_s, 2),
@@ -120,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     figures = {
         "bench": "generate_endpoint",
-        "command": "mifg generate --backend openai --images DIR(16 photos 128x96) -n C*waves --concurrency C",
+        "command": "mifg generate --backend openai --images DIR(16 island photos 800x600) -n C*waves --concurrency C",
         "latency_ms": args.latency_ms,
         "waves": args.waves,
         "machine": machine(),

@@ -83,13 +83,13 @@ class ServerProcess:
         self.close()
 
 
-def make_photos(root: Path, n: int = 16, size: tuple[int, int] = (128, 96)) -> Path:
-    """`n` small busy photos (edits always show); small so the request bodies stay small."""
-    from tests.agents_llm.conftest import busy_photo
+def make_photos(root: Path, n: int = 16, size: tuple[int, int] = (800, 600)) -> Path:
+    """`n` island photos (the natural edits find objects on them), half on a blue sea, half on red ground."""
+    from tests.agents_llm.conftest import RED, SEA, island_photo
 
     root.mkdir(parents=True, exist_ok=True)
     for seed in range(n):
-        busy_photo(seed, size).save(root / f"p{seed:02d}.png")
+        island_photo(seed, SEA if seed % 2 else RED, size).save(root / f"p{seed:02d}.png")
     return root
 
 

@@ -18,10 +18,13 @@ def _build_agents(backend: str, base_url: str, model: str, options: dict):
 
         return build_offline_agents(options), build_offline_agents
     if backend == "openai":
-        from agents.llm import build_llm_agents, check_endpoint
+        from agents.llm import LLMConfig, build_llm_agents, check_endpoint, verifier_endpoint
 
         key = os.environ.get("OPENAI_API_KEY")
         check_endpoint(base_url, model, key)  # one clear EndpointError before any work
+        v_url, v_model, v_key = verifier_endpoint(base_url, model, key, LLMConfig.from_options(options))
+        if (v_url, v_model) != (base_url, model):
+            check_endpoint(v_url, v_model, v_key)  # the verifier's own endpoint, just as early
         return build_llm_agents(base_url, model, key, options), None  # I/O-bound: one process, many in flight
     raise ConfigError(f"--backend {backend!r}: choose offline or openai")
 
@@ -72,6 +75,20 @@ def register(app: typer.Typer) -> None:
             help="Skip photos with more pixels than this (decompression-bomb guard, read from the header"
             " before decoding).",
         ),
+        verifier_model: str | None = typer.Option(
+            None, "--verifier-model", help="openai: another model casts the verifier's blind votes."
+        ),
+        verifier_base_url: str | None = typer.Option(
+            None,
+            "--verifier-base-url",
+            help="openai: the verifier's own endpoint (its key from env MIFG_VERIFIER_API_KEY).",
+        ),
+        max_cost: float | None = typer.Option(
+            None, "--max-cost", help="openai: stop cleanly once this invocation spent this many USD (resumable)."
+        ),
+        max_tokens: int | None = typer.Option(
+            None, "--max-tokens", help="openai: stop cleanly once this invocation spent this many tokens (resumable)."
+        ),
         agent_option: list[str] = typer.Option(
             [],
             "--agent-option",
@@ -111,8 +128,19 @@ def register(app: typer.Typer) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL", "")
         shard_index, shard_count = parse_shard(shard)
         options: dict = parse_agent_options(agent_option)
+        llm_flags = {
+            "verifier_model": verifier_model,
+            "verifier_base_url": verifier_base_url,
+            "max_cost": max_cost,
+            "max_total_tokens": max_tokens,
+        }
+        given = [k for k, v in llm_flags.items() if v is not None]
+        if backend != "openai" and given:
+            flags = ", ".join("--" + k.replace("_total", "").replace("_", "-") for k in given)
+            raise ConfigError(f"{flags}: only for --backend openai")
         if backend == "openai":
             options.setdefault("concurrency", concurrency)
+            options.update({k: v for k, v in llm_flags.items() if v is not None})
         cfg = RunConfig(
             out=out,
             n=n,

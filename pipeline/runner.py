@@ -49,7 +49,7 @@ from pipeline.store_reader import StoreReader
 from pipeline.write_guard import disk_full_message, is_disk_full
 from schemas import NEUTRAL_ROLE, CriticVerdict, Provenance, Sample, Status, image_entry
 from schemas.arrow import sample_arrow_schema
-from schemas.errors import ConfigError, DiskFullError, InputError
+from schemas.errors import BudgetSpent, ConfigError, DiskFullError, InputError
 
 
 @dataclass
@@ -574,6 +574,12 @@ class _Run:
                 return
             finally:
                 self.in_flight.pop(idx, None)
+            if _budget_spent(state):  # no new call could start: the item stays unrecorded, for the resume
+                self.registry.forget(idx)
+                if self.stop_reason is None:
+                    self.stop_reason = state["failure"].split("BudgetSpent: ", 1)[-1].split(" [", 1)[0]
+                    self.summary.exit_code = BudgetSpent.exit_code
+                return
             self._finish(state, seconds)
             advance()
 
@@ -670,6 +676,11 @@ class _Run:
                 loop.remove_signal_handler(sig)
 
 
+def _budget_spent(state: GenState) -> bool:
+    """Whether the item stopped because the run's token or cost budget is spent."""
+    return failure_code(state.get("failure") or "").endswith(":BudgetSpent")
+
+
 def _cpu_time() -> float:
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
@@ -758,7 +769,7 @@ def format_summary(s: RunSummary) -> str:
     if s.stopped_reason and s.stopped_reason != "interrupted":
         lines.append(f"  stopped early: {s.stopped_reason}")
     lines.append(f"  output: {s.out}/shards (accepted), {s.out}/rejected/shards, record {s.out}/state/{s.tag}.sqlite")
-    if s.exit_code in (130, 143):
+    if s.exit_code in (130, 143, BudgetSpent.exit_code):
         lines.append("  run the same command again to resume")
     lines.append(f"  next: mifg stats {s.out}")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from pipeline.graph import failure_code
 from pipeline.item_store import ItemRecord, ItemStore
 from pipeline.run_config import REJECTED, RUN_JSON, STATE
 from pipeline.shard_store import MANIFESTS
+from pipeline.stats_agents import AgentFigures, format_agent_figures
 from pipeline.store_reader import StoreReader
 from schemas.errors import InputError
 
@@ -103,15 +104,18 @@ def collect_stats(run_dir: str | Path) -> dict[str, Any]:
         "cost_usd": round(sum(r.cost_usd for r in records), 6),
     }
     tokens["per_accepted_sample"] = round((tokens["prompt"] + tokens["completion"]) / max(outcomes["accepted"], 1), 1)
+    tokens["cost_per_accepted_sample"] = round(tokens["cost_usd"] / max(outcomes["accepted"], 1), 6)
+    tokens["calls_per_accepted_sample"] = round(tokens["calls"] / max(outcomes["accepted"], 1), 2)
     seconds = [r.seconds for r in records if r.seconds > 0]
 
     shards: dict[str, Any] = {}
+    figures = AgentFigures()
     for name, root in (("accepted", run_dir), ("rejected", run_dir / REJECTED)):
         shards[name] = {"files": 0, "rows": 0, "skipped": {}}
         if (root / MANIFESTS).is_dir():
             reader = StoreReader(root, "mifg stats")
-            for _ in reader.samples():  # rows validated, ids once (images are decoded by export / train)
-                pass
+            for sample in reader.samples():  # rows validated, ids once (images are decoded by export / train)
+                figures.add(sample.sample, accepted=name == "accepted")
             rep = reader.report
             shards[name] = {"files": rep.shards, "rows": rep.rows, "skipped": dict(sorted(rep.skipped.items()))}
 
@@ -142,6 +146,7 @@ def collect_stats(run_dir: str | Path) -> dict[str, Any]:
         "skipped_inputs": dict(Counter(s.reason for s in skipped.values()).most_common()),
         "pool": pool,
         "shards": shards,
+        "agents": figures.as_dict(),
         "difficulty": run_difficulty(run_dir),  # naive solvers on (at most 2000 of) the accepted shards
     }
 
@@ -197,6 +202,8 @@ def format_stats(st: dict[str, Any]) -> str:
     for name, sh in st["shards"].items():
         if sh.get("skipped"):
             lines.append(f"  {name} shards skipped: {_counts(sh['skipped'])} (see the warnings above)")
+    if st.get("agents"):
+        lines += format_agent_figures(st["agents"], t["cost_per_accepted_sample"], t["calls_per_accepted_sample"])
     if "difficulty" in st:
         lines += ["", format_card(st["difficulty"])]
     return "\n".join(lines)

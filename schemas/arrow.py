@@ -27,14 +27,14 @@ IMAGE_META_STRUCT = pa.struct(
     ]
 )
 BOX_STRUCT = pa.struct([("image_index", pa.int32()), ("bbox", pa.list_(pa.float64(), 4))])
-USAGE_STRUCT = pa.struct(
-    [
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("calls", pa.int32()),
-        ("cost_usd", pa.float64()),
-    ]
-)
+_USAGE_FIELDS = [
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("calls", pa.int32()),
+    ("cost_usd", pa.float64()),
+]
+USAGE_PART_STRUCT = pa.struct([("name", pa.string()), *_USAGE_FIELDS])
+USAGE_STRUCT = pa.struct([*_USAGE_FIELDS, ("parts", pa.list_(USAGE_PART_STRUCT))])
 VERIFIER_STRUCT = pa.struct(
     [
         ("answer", pa.string()),
@@ -42,9 +42,28 @@ VERIFIER_STRUCT = pa.struct(
         ("method", pa.string()),
         ("confidence", pa.float32()),
         ("notes", pa.string()),
+        ("votes", pa.list_(pa.string())),
+        ("vote_share", pa.float32()),
+        ("model", pa.string()),
     ]
 )
-CRITIC_STRUCT = pa.struct([("verdict", pa.string()), ("reasons", pa.list_(pa.string())), ("feedback", pa.string())])
+PROBE_STRUCT = pa.struct(
+    [
+        ("name", pa.string()),
+        ("tries", pa.int32()),
+        ("right", pa.int32()),
+        ("p_value", pa.float32()),
+        ("rejected", pa.bool_()),
+    ]
+)
+CRITIC_STRUCT = pa.struct(
+    [
+        ("verdict", pa.string()),
+        ("reasons", pa.list_(pa.string())),
+        ("feedback", pa.string()),
+        ("probes", pa.list_(PROBE_STRUCT)),
+    ]
+)
 PROVENANCE_STRUCT = pa.struct(
     [
         ("backend", pa.string()),

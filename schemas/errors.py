@@ -25,3 +25,9 @@ class DiskFullError(MifgError):
     """A write ran out of space (ENOSPC, SQLite's "database or disk is full"); what was kept is named."""
 
     exit_code = 1  # the command stopped part way, like a run stopped on failures
+
+
+class BudgetSpent(MifgError):
+    """The run's token or cost budget is spent: the run stops cleanly and the same command resumes it."""
+
+    exit_code = 3

@@ -18,6 +18,15 @@ def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
         raise SchemaVersionError(
             f"row {row.get('id', '?')} has schema_version {version}; this mifg reads <= {SCHEMA_VERSION}"
         )
-    # Version 1 is the first; later versions add steps here, e.g. `if version == 1: ...; version = 2`.
+    if version == 1:
+        # 2 added per-agent usage parts, the verifier's votes and the critic's probes: empty in old rows
+        prov = row.get("provenance") or {}
+        for key, fill in (("usage", {"parts": []}), ("verifier", {"votes": []}), ("critic", {"probes": []})):
+            part = prov.get(key)
+            if isinstance(part, dict):
+                for k, v in fill.items():
+                    if part.get(k) is None:
+                        part[k] = v
+        version = 2
     row["schema_version"] = SCHEMA_VERSION
     return row

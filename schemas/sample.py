@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump when a field is added/changed; `schemas.migrate` upgrades older rows on read."""
 
 LETTERS = "ABCDEFGHIJ"
@@ -110,22 +110,59 @@ class Box(_Model):
         return v
 
 
-class TokenUsage(_Model):
-    """Token accounting summed over all model calls made for one sample."""
+class UsagePart(_Model):
+    """The share of a sample's usage spent by one agent or probe (e.g. "writer", "probe:glance")."""
 
+    name: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
     cost_usd: float = 0.0
 
+
+class TokenUsage(_Model):
+    """Token accounting summed over all model calls made for one sample, and per agent / probe."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    cost_usd: float = 0.0
+    parts: list[UsagePart] = Field(default_factory=list)  # by agent or probe; empty when unlabelled
+
     def add(self, other: TokenUsage) -> TokenUsage:
-        """Return the element-wise sum of two usages."""
+        """Return the element-wise sum of two usages (parts summed by name)."""
+        parts = {p.name: p for p in self.parts}
+        for p in other.parts:
+            q = parts.get(p.name)
+            parts[p.name] = (
+                p
+                if q is None
+                else UsagePart(
+                    name=p.name,
+                    prompt_tokens=q.prompt_tokens + p.prompt_tokens,
+                    completion_tokens=q.completion_tokens + p.completion_tokens,
+                    calls=q.calls + p.calls,
+                    cost_usd=q.cost_usd + p.cost_usd,
+                )
+            )
         return TokenUsage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             calls=self.calls + other.calls,
             cost_usd=self.cost_usd + other.cost_usd,
+            parts=sorted(parts.values(), key=lambda p: p.name),
         )
+
+    def labelled(self, name: str) -> TokenUsage:
+        """This usage as one part named `name` (what an agent's calls cost, for the per-agent figures)."""
+        part = UsagePart(
+            name=name,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            calls=self.calls,
+            cost_usd=self.cost_usd,
+        )
+        return self.model_copy(update={"parts": [part] if self.calls else []})
 
 
 class VerifierVerdict(_Model):
@@ -136,6 +173,19 @@ class VerifierVerdict(_Model):
     method: str = ""  # e.g. "pixel-diff", "llm"
     confidence: float = 0.0
     notes: str = ""
+    votes: list[str] = Field(default_factory=list)  # each blind vote's letter (in the sample's option order)
+    vote_share: float = 0.0  # share of the votes for `answer`
+    model: str = ""  # the model that voted, when another than the writer's
+
+
+class ProbeOutcome(_Model):
+    """One critic probe: how often a solver shown less than the sample needs still answered right."""
+
+    name: str  # "text_only", "glance", "single_image", "reordered"
+    tries: int = 0
+    right: int = 0
+    p_value: float = 1.0  # chance of at least `right` of `tries` by guessing
+    rejected: bool = False
 
 
 class CriticVerdict(_Model):
@@ -144,6 +194,7 @@ class CriticVerdict(_Model):
     verdict: Literal["accept", "reject", "revise"] = "accept"
     reasons: list[str] = Field(default_factory=list)  # machine-readable codes, e.g. "thumbnail_solvable"
     feedback: str = ""
+    probes: list[ProbeOutcome] = Field(default_factory=list)
 
 
 class Provenance(_Model):

@@ -30,6 +30,7 @@ import pydantic
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from agents.llm.backoff import failure_kind, is_retryable, wait_retry_after_or_backoff
+from agents.llm.budget import Budget
 from agents.llm.content import estimate_prompt_tokens
 from agents.llm.errors import MalformedOutputError, RequestRejectedError, RetriesExhaustedError
 from agents.llm.http_transport import LeanAsyncTransport, http_client_for, origin_of, proxied
@@ -118,6 +119,7 @@ class LLMClient:
         max_connections: int = 1024,
         temperature: float | None = None,
         http_path: str = "lean",
+        budget: Budget | None = None,
     ) -> None:
         if json_mode not in ("auto", "on", "off"):
             raise ValueError(f"json_mode must be auto|on|off, got {json_mode!r}")
@@ -131,6 +133,7 @@ class LLMClient:
         self.limiter = limiter or RateLimiter()
         self.prices = price_of(prices, model)
         self.temperature = temperature
+        self.budget = budget or Budget()
         # None = unknown yet ("auto"): try response_format once, drop it if the server refuses it.
         self._json_supported: bool | None = {"auto": None, "on": True, "off": False}[json_mode]
         self._wait = wait_retry_after_or_backoff(backoff_base, backoff_max, retry_after_max)
@@ -247,6 +250,7 @@ class LLMClient:
         if use_format:
             kwargs["response_format"] = {"type": "json_object"}
         est = estimate_prompt_tokens(messages) + max_tokens
+        self.budget.check()  # BudgetSpent: no new call once the run's budget is spent
         try:
             self._calls_started += 1
             headers = {"X-Mifg-Call": f"{self._id}-{self._calls_started}"}
@@ -270,6 +274,7 @@ class LLMClient:
             self._json_supported = True
         usage = usage_of(response, self.prices)
         self.totals = self.totals.add(usage)
+        self.budget.spend(usage)
         self.counters["calls"] += 1
         try:
             choice = response["choices"][0]
@@ -297,12 +302,30 @@ class LLMClient:
         *,
         max_tokens: int = 512,
         seed: int | None = None,
+        label: str = "",
     ) -> tuple[T, TokenUsage]:
         """Ask for a JSON object and return `parse(obj)`; bad JSON or a rejected `parse` is re-asked.
 
         `parse` raises ValueError / pydantic.ValidationError to reject a reply; its message is shown
         to the model on the re-ask. After `json_retries` re-asks, raises MalformedOutputError.
+        `label` names the agent or probe the usage is counted under (`TokenUsage.parts`).
         """
+        try:
+            value, usage = await self._complete_json(messages, parse, max_tokens=max_tokens, seed=seed)
+        except (RetriesExhaustedError, RequestRejectedError, MalformedOutputError) as e:
+            if label:
+                e.usage = e.usage.labelled(label)
+            raise
+        return value, usage.labelled(label) if label else usage
+
+    async def _complete_json(
+        self,
+        messages: list[dict[str, Any]],
+        parse: Callable[[dict[str, Any]], T],
+        *,
+        max_tokens: int,
+        seed: int | None,
+    ) -> tuple[T, TokenUsage]:
         usage = TokenUsage()
         convo = list(messages)
         error = "no attempt"
@@ -330,6 +353,30 @@ class LLMClient:
             usage=usage,
             attempts=self.json_retries + 1,
         )
+
+    async def embed(self, texts: list[str], model: str) -> tuple[list[list[float]], TokenUsage]:
+        """Embeddings of `texts` from the endpoint's `/embeddings` (retried like a chat call)."""
+        self.budget.check()
+        last: Exception | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                reply = await self._openai.embeddings.create(model=model, input=texts)
+                break
+            except openai.APIStatusError as e:
+                if not is_retryable(e):
+                    raise self._rejected(e) from e
+                last = e
+            except (openai.APIConnectionError, httpx.TransportError) as e:
+                last = e
+            if attempt < self.max_attempts:
+                await asyncio.sleep(self._wait.after(last, attempt))
+        else:
+            raise self._exhausted(last or RuntimeError("no attempt"))
+        tokens = int(getattr(reply.usage, "prompt_tokens", 0) or 0)
+        usage = TokenUsage(prompt_tokens=tokens, calls=1, cost_usd=tokens * self.prices[0] / 1_000_000)
+        self.totals = self.totals.add(usage)
+        self.budget.spend(usage)
+        return [list(d.embedding) for d in sorted(reply.data, key=lambda d: d.index)], usage.labelled("embeddings")
 
     def stats(self) -> dict[str, Any]:
         """Run-wide counters (attempts, retries by cause, failures) and summed usage."""

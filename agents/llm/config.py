@@ -8,7 +8,8 @@ from typing import Any
 from agents.prompts import DEFAULT_VERSION
 from schemas.errors import ConfigError
 
-# How requests are sent, not what is asked: changing these between resumes leaves the samples the same.
+# How requests are sent and how far a run may go, not what is asked: changing these between
+# resumes leaves the samples the same (a resume may raise the budget).
 TRANSPORT_OPTIONS = frozenset(
     {
         "concurrency",
@@ -23,8 +24,12 @@ TRANSPORT_OPTIONS = frozenset(
         "burst",
         "prices",
         "http_path",
+        "max_cost",
+        "max_total_tokens",
     }
 )
+SET_SOURCES = ("procedural", "views", "related")
+PROBES = ("text_only", "glance", "reordered", "single_image")  # cheapest first
 
 
 @dataclass
@@ -47,17 +52,29 @@ class LLMConfig:
     temperature: float | None = None
     http_path: str = "lean"  # lean: direct HTTP/1.1 (fast); sdk: through the openai SDK's request path
     image_max_side: int | None = None  # writer/verifier images; None sends the cached PNG as is
-    pairer_image_side: int = 256  # the pairer's call is a cheap classification: mid-size images do
-    thumbnail_side: int = 64  # the critic's thumbnails when the run context does not say (ctx.thumbnail_side)
+    describer_image_side: int = 512  # the describer sees each photo once, at this size
+    # where image sets come from, with weights: edits of one photo, views (crops) of one photo, and sets
+    # of different photos the describer found related (when the pool has none, its share goes to the others)
+    set_mix: dict[str, float] = field(default_factory=lambda: {"procedural": 0.5, "views": 0.2, "related": 0.3})
+    related_max_images: int = 4  # images of a set of different photos (anchor, its match, distractors)
+    caption_similarity: float = 0.3  # tag overlap (Jaccard) at which two photos count as related
+    embeddings_model: str | None = None  # group by /v1/embeddings of the captions instead of tag overlap
+    embedding_similarity: float = 0.8  # cosine similarity at which two captions count as related
+    verifier_votes: int = 3  # blind votes, options shuffled per vote; the majority must be the writer's answer
+    verifier_min_share: float = 0.5  # ... with more than this share of the votes
+    verifier_model: str | None = None  # another model votes (on --verifier-base-url, or the same endpoint)
+    verifier_base_url: str | None = None
+    probes: tuple[str, ...] = PROBES  # the critic's probes, cheapest first
+    probe_tries: int = 3  # solver calls per probe (options shuffled each time)
+    probe_alpha: float = 0.05  # a probe rejects when guessing would be right this often with chance < alpha
+    max_cost: float | None = None  # USD: stop the run cleanly (resumable) once spent
+    max_total_tokens: int | None = None  # tokens (prompt + completion): stop the run cleanly once spent
     max_tokens: dict[str, int] = field(
-        default_factory=lambda: {"pairer": 128, "writer": 768, "verifier": 256, "critic": 384, "critic_blind": 64}
+        default_factory=lambda: {"describer": 160, "writer": 768, "verifier": 256, "probe": 48}
     )
-    critic_text_probe: bool = True  # also ask a blind (text-only) guess
-    blind_confidence: float = 0.8  # blind guess right with this confidence -> text_only_solvable
-    thumbnail_confidence: float = 0.8  # thumbnail answer right with this confidence -> thumbnail_solvable
     option_length_ratio: float = 1.6  # correct option this much longer than the others' mean -> bias
     offline_options: dict[str, Any] = field(default_factory=dict)  # for the procedural pairer
-    base_pairer: Any = None  # a Pairer that builds the images (default: the offline pairer)
+    base_pairer: Any = None  # a Pairer that builds procedural sets (default: the offline pairer)
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> LLMConfig:
@@ -72,4 +89,28 @@ class LLMConfig:
             raise ConfigError(f"json_mode must be auto, on or off, got {options['json_mode']!r}")
         if options.get("http_path", "lean") not in ("lean", "sdk"):
             raise ConfigError(f"http_path must be lean or sdk, got {options['http_path']!r}")
+        mix = options.get("set_mix")
+        if mix is not None:
+            if (
+                not isinstance(mix, dict)
+                or set(mix) - set(SET_SOURCES)
+                or not all(isinstance(v, (int, float)) and v >= 0 for v in mix.values())
+            ):
+                raise ConfigError(f"set_mix wants weights >= 0 for some of {', '.join(SET_SOURCES)}; got {mix!r}")
+            if not sum(mix.values()):
+                raise ConfigError("set_mix: give at least one source a weight above 0")
+            options["set_mix"] = {k: float(v) for k, v in mix.items()}
+        if "probes" in options:
+            probes = options["probes"]
+            probes = [probes] if isinstance(probes, str) else list(probes or [])
+            bad = [p for p in probes if p not in PROBES]
+            if bad:
+                raise ConfigError(f"unknown probe(s) {', '.join(bad)}; known: {', '.join(PROBES)}")
+            options["probes"] = tuple(p for p in PROBES if p in probes)
+        for key, low in (("verifier_votes", 1), ("probe_tries", 1), ("related_max_images", 2)):
+            if key in options and (not isinstance(options[key], int) or options[key] < low):
+                raise ConfigError(f"{key} must be an integer >= {low}; got {options[key]!r}")
+        for key in ("max_cost", "max_total_tokens"):
+            if options.get(key) is not None and not (isinstance(options[key], (int, float)) and options[key] > 0):
+                raise ConfigError(f"{key} must be a positive number; got {options[key]!r}")
         return cls(**options, max_tokens=max_tokens)

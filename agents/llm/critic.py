@@ -1,22 +1,38 @@
-"""LLM adversarial critic: free local checks first, then a blind (text-only) guess and a thumbnail attack."""
+"""LLM adversarial critic: free local checks first, then the probes (`agents.llm.probes`).
+
+No part of the critic sees the claimed answer: the probes are solvers shown less than the sample
+needs, and it is the critic that compares their answers with the key.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from typing import Any
 
 from agents.base import AgentContext, Draft, ImageSet
 from agents.llm.client import LLMClient
 from agents.llm.config import LLMConfig
-from agents.llm.content import json_block, labelled_images, text_part
-from agents.llm.replies import BlindReply, CriticReply, normalise_letter
-from agents.llm.verifier import question_block
-from agents.prompts import load_prompt
+from agents.llm.probes import Probes
 from schemas import LETTERS, CriticVerdict, TokenUsage, VerifierVerdict
 
 # Reasons no rewording can fix: the sample is dropped. Others ask the writer to revise.
-REJECT_REASONS = {"verifier_disagrees", "near_duplicate", "thumbnail_solvable", "wrong_answer"}
+REJECT_REASONS = {
+    "verifier_disagrees",
+    "construction_mismatch",
+    "near_duplicate",
+    "text_only_solvable",
+    "glance_solvable",
+    "single_image_solvable",
+    "position_bias",
+}
+PROBE_REASONS = {
+    "text_only": "text_only_solvable",
+    "glance": "glance_solvable",
+    "single_image": "single_image_solvable",
+    "reordered": "position_bias",
+}
+FEEDBACK = {
+    "option_length_bias": "The correct option is much longer than the others; make all options similar in length.",
+}
 
 
 def duplicate_key(images: ImageSet, draft: Draft) -> str:
@@ -38,30 +54,24 @@ def option_length_bias(draft: Draft, ratio: float) -> bool:
 def local_checks(
     images: ImageSet, draft: Draft, verdict: VerifierVerdict, ctx: AgentContext, ratio: float
 ) -> list[str]:
-    """Deterministic attacks that need no model call: verifier disagreement, option bias, duplicates."""
+    """Attacks that need no model call: the construction check, verifier disagreement, option bias, duplicates."""
     reasons = []
-    if not verdict.agrees:
+    if verdict.method == "construction":
+        reasons.append("construction_mismatch")
+    elif not verdict.agrees:
         reasons.append("verifier_disagrees")
-    if option_length_bias(draft, ratio):
+    if option_length_bias(draft, ratio) and not images.construction.get("truth"):  # the truth's options are fixed
         reasons.append("option_length_bias")
     if ctx.registry.seen(duplicate_key(images, draft)):
         reasons.append("near_duplicate")
     return reasons
 
 
-def decide(reasons: list[str], model_verdict: str = "accept") -> str:
-    """accept / revise / reject from the reason codes and the model's own verdict."""
-    if model_verdict == "reject" or any(r in REJECT_REASONS for r in reasons):
+def decide(reasons: list[str]) -> str:
+    """accept / revise / reject from the reason codes."""
+    if any(r in REJECT_REASONS for r in reasons):
         return "reject"
-    if model_verdict == "revise" or reasons:
-        return "revise"
-    return "accept"
-
-
-FEEDBACK = {
-    "option_length_bias": "The correct option is much longer than the others; make all options similar in length.",
-    "text_only_solvable": "The question can be answered without the images; remove the hint from the wording.",
-}
+    return "revise" if reasons else "accept"
 
 
 class LLMCritic:
@@ -70,81 +80,19 @@ class LLMCritic:
     def __init__(self, client: LLMClient, config: LLMConfig) -> None:
         self.client = client
         self.config = config
-
-    def _blind_messages(self, draft: Draft, n_images: int) -> list[dict[str, Any]]:
-        return [
-            {"role": "system", "content": load_prompt("critic_blind", self.config.prompt_version)},
-            {"role": "user", "content": "Question (images hidden):\n" + json_block(question_block(draft, n_images))},
-        ]
-
-    def _attack_messages(self, images: ImageSet, draft: Draft, thumb: int) -> list[dict[str, Any]]:
-        block = {**question_block(draft, len(images.images)), "claimed_answer": draft.answer, "thumbnail_side": thumb}
-        return [
-            {"role": "system", "content": load_prompt("critic", self.config.prompt_version)},
-            {
-                "role": "user",
-                "content": [
-                    text_part("Sample to attack:\n" + json_block(block)),
-                    *labelled_images(images.images, thumb),
-                ],
-            },
-        ]
-
-    async def _blind(self, draft: Draft, n_images: int, seed: int) -> tuple[BlindReply | None, TokenUsage]:
-        if not self.config.critic_text_probe:
-            return None, TokenUsage()
-        return await self.client.complete_json(
-            self._blind_messages(draft, n_images),
-            BlindReply.model_validate,
-            max_tokens=self.config.max_tokens["critic_blind"],
-            seed=seed,
-        )
-
-    async def _attack(self, images: ImageSet, draft: Draft, thumb: int, seed: int) -> tuple[CriticReply, TokenUsage]:
-        n = len(draft.options)
-
-        def parse(obj: dict[str, Any]) -> CriticReply:
-            reply = CriticReply.model_validate(obj)
-            if reply.thumbnail_answer is not None and reply.thumbnail_answer not in LETTERS[:n]:
-                reply.thumbnail_answer = None  # an odd guess is no evidence; the verdict still counts
-            return reply
-
-        return await self.client.complete_json(
-            self._attack_messages(images, draft, thumb),
-            parse,
-            max_tokens=self.config.max_tokens["critic"],
-            seed=seed,
-        )
+        self.probes = Probes(client, config)
 
     async def critique(
         self, images: ImageSet, draft: Draft, verdict: VerifierVerdict, ctx: AgentContext, *, attempt: int
     ) -> tuple[CriticVerdict, TokenUsage]:
-        """Local checks decide alone when they find something; else two concurrent model calls."""
+        """Local checks decide alone when they find something; else the probes, cheapest first."""
         reasons = local_checks(images, draft, verdict, ctx, self.config.option_length_ratio)
         if reasons:
             feedback = " ".join(FEEDBACK[r] for r in reasons if r in FEEDBACK)
             return CriticVerdict(verdict=decide(reasons), reasons=reasons, feedback=feedback), TokenUsage()
-
-        seed = ctx.seed + attempt
-        (blind, u1), (attack, u2) = await asyncio.gather(
-            self._blind(draft, len(images.images), seed),
-            self._attack(images, draft, ctx.thumbnail_side, seed),
-        )
-        usage = u1.add(u2)
-        feedback = [attack.feedback.strip()] if attack.feedback.strip() else []
-        known = {"ambiguous", "wrong_answer", "leaky_wording", "unclear", "thumbnail_solvable"}
-        reasons = [r for r in attack.reasons if r in known] if attack.verdict != "accept" else []
-        if attack.verdict != "accept" and not reasons:
-            reasons = ["critic_" + attack.verdict]  # the model gave no code we know; keep its verdict visible
-        if blind is not None and blind.answer == draft.answer and blind.confidence >= self.config.blind_confidence:
-            reasons.append("text_only_solvable")
-            feedback.append(FEEDBACK["text_only_solvable"])
-        thumb_answer = normalise_letter(attack.thumbnail_answer)
-        if thumb_answer == draft.answer and attack.confidence >= self.config.thumbnail_confidence:
-            if "thumbnail_solvable" not in reasons:
-                reasons.append("thumbnail_solvable")
-        reasons = list(dict.fromkeys(reasons))
-        decision = decide(reasons, attack.verdict)
+        outcomes, usage = await self.probes.run(images, draft, ctx.seed * 100 + attempt)
+        reasons = [PROBE_REASONS[o.name] for o in outcomes if o.rejected]
+        decision = decide(reasons)
         if decision == "accept":
             ctx.registry.add(duplicate_key(images, draft))
-        return CriticVerdict(verdict=decision, reasons=reasons, feedback=" ".join(feedback)), usage
+        return CriticVerdict(verdict=decision, reasons=reasons, probes=outcomes), usage

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import email.utils
+import hashlib
 import json
 import math
 import random
@@ -76,7 +77,8 @@ class LocalModelServer:
         json_mode: bool = True,
         seed: int = 0,
         disagree_rate: float = 0.0,
-        revise_rate: float = 0.0,
+        behaviour: dict[str, str] | None = None,
+        slow_s: float = 2.0,
         keep_records: int = 1_000_000,
         keep_bodies: int = 0,
     ) -> None:
@@ -96,7 +98,8 @@ class LocalModelServer:
         self.hang_s = hang_s
         self.json_mode = json_mode
         self.keep_records = keep_records
-        self.script = ScriptedModel(seed=seed, disagree_rate=disagree_rate, revise_rate=revise_rate)
+        self.script = ScriptedModel(seed=seed, disagree_rate=disagree_rate, behaviour=behaviour)
+        self.slow_s = slow_s
         self.records: list[RequestRecord] = []
         self.last_requests: deque[dict[str, Any]] = deque(maxlen=keep_bodies)  # parsed bodies, for tests
         self.counters: Counter[str] = Counter()
@@ -296,7 +299,37 @@ class LocalModelServer:
             if rec.method != "POST":
                 return 405, {}, _error("use POST", "invalid_request_error")
             return await self._chat(rec, body)
+        if path == "/v1/embeddings" and rec.method == "POST":
+            return self._embeddings(rec, body)
         return 404, {}, _error(f"no route {rec.method} {rec.path}", "invalid_request_error")
+
+    def _embeddings(self, rec: RequestRecord, body: bytes) -> tuple[int, dict[str, str], Any]:
+        """Bag-of-words embeddings (64 hashed dimensions): texts sharing words are close."""
+        try:
+            request = json.loads(body)
+            texts = request["input"]
+            texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+            rec.model = str(request.get("model", ""))
+        except (ValueError, KeyError, TypeError):
+            return 400, {}, _error("request body is not an embeddings request", "invalid_request_error")
+        self.counters["embeddings"] += len(texts)
+        data = []
+        for i, text in enumerate(texts):
+            vec = [0.0] * 64
+            for word in text.lower().split():
+                vec[int(hashlib.blake2b(word.strip(".,").encode(), digest_size=2).hexdigest(), 16) % 64] += 1.0
+            data.append({"object": "embedding", "index": i, "embedding": vec})
+        tokens = sum(len(t.split()) for t in texts)
+        return (
+            200,
+            {},
+            {
+                "object": "list",
+                "data": data,
+                "model": rec.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     def _next_fault(self) -> str:
         with self._lock:
@@ -329,6 +362,8 @@ class LocalModelServer:
         if request.get("response_format") and not self.json_mode:
             return 400, {}, _error("response_format is not supported by this server", "invalid_request_error")
         role, content = self.script.reply(messages)
+        if self.script.script_for(role) == "slow":
+            await asyncio.sleep(self.slow_s)
         rec.role = role
         self.counters[f"role:{role}"] += 1
         fault = self._next_fault()
@@ -394,7 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hang-s", type=float, default=30.0, help="how long a 'hang' fault stalls")
     p.add_argument("--no-json-mode", action="store_true", help="refuse response_format (like some servers)")
     p.add_argument("--disagree-rate", type=float, default=0.0, help="fraction of verifier answers that disagree")
-    p.add_argument("--revise-rate", type=float, default=0.0, help="fraction of critic verdicts that ask to revise")
+    p.add_argument(
+        "--behave",
+        action="append",
+        default=[],
+        metavar="ROLE=HOW",
+        help="script a role or probe (writer, verifier, describer, probe:text_only, probe:glance,"
+        " probe:single_image, probe:reordered) as right, wrong, refuse, malformed or slow; repeatable",
+    )
+    p.add_argument("--slow-s", type=float, default=2.0, help="how long a 'slow' role waits")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     server = LocalModelServer(
@@ -411,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         json_mode=not a.no_json_mode,
         seed=a.seed,
         disagree_rate=a.disagree_rate,
-        revise_rate=a.revise_rate,
+        behaviour=dict(b.split("=", 1) for b in a.behave if "=" in b),
+        slow_s=a.slow_s,
         keep_records=0,  # a long-lived server keeps counters only
     )
 

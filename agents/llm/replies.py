@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,17 +30,25 @@ class _Reply(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class PairerReply(_Reply):
-    """The pairer's classification of an image set."""
+class DescriberReply(_Reply):
+    """The describer's account of one photo: a caption, tags (most specific first) and a domain."""
 
+    caption: str = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
     domain: Domain = Domain.OTHER
-    description: str = ""
 
     @field_validator("domain", mode="before")
     @classmethod
     def _domain(cls, v: Any) -> Any:
         text = str(v or "").strip().lower()
         return text if text in {d.value for d in Domain} else Domain.OTHER.value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.split(",")
+        return list(dict.fromkeys(" ".join(str(t).lower().split()) for t in (v or []) if str(t).strip()))[:12]
 
 
 class EvidenceReply(_Reply):
@@ -55,7 +64,6 @@ class WriterReply(_Reply):
     question: str = Field(min_length=1)
     options: list[str] = Field(min_length=2, max_length=len(LETTERS))
     answer: str
-    task_type: TaskType
     rationale: str = ""
     evidence: list[EvidenceReply] = Field(default_factory=list)
 
@@ -63,11 +71,6 @@ class WriterReply(_Reply):
     @classmethod
     def _answer(cls, v: Any) -> Any:
         return normalise_letter(v) or ""
-
-    @field_validator("task_type", mode="before")
-    @classmethod
-    def _task(cls, v: Any) -> Any:
-        return str(v or "").strip().lower().replace(" ", "_").replace("-", "_")
 
     @field_validator("options")
     @classmethod
@@ -79,13 +82,11 @@ class WriterReply(_Reply):
             raise ValueError("options are not distinct")
         return v
 
-    def to_draft(self, images: ImageSet, allowed: set[TaskType] | None = None) -> Draft:
-        """Check the draft against the image set (answer letter, task type, boxes) and build it."""
+    def to_draft(self, images: ImageSet, family: TaskType) -> Draft:
+        """Check the draft against the image set (answer letter, boxes) and build it as a `family` question."""
         letters = LETTERS[: len(self.options)]
         if self.answer not in letters:
             raise ValueError(f"answer {self.answer!r} is not one of the option letters {', '.join(letters)}")
-        if allowed and self.task_type not in allowed:
-            raise ValueError(f"task_type {self.task_type.value!r} is not allowed here")
         if not self.question.strip():
             raise ValueError("question is empty")
         boxes = [_to_box(e, images) for e in self.evidence]
@@ -93,7 +94,7 @@ class WriterReply(_Reply):
             question=self.question.strip(),
             options=self.options,
             answer=self.answer,
-            task_type=self.task_type,
+            task_type=family,
             rationale=self.rationale.strip(),
             evidence=boxes,
         )
@@ -128,46 +129,18 @@ class VerifierReply(_Reply):
         return normalise_letter(v) or ""
 
 
-class BlindReply(_Reply):
-    """The critic's text-only guess."""
-
-    answer: str | None = None
-    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
-
-    @field_validator("answer", mode="before")
-    @classmethod
-    def _answer(cls, v: Any) -> Any:
-        return normalise_letter(v)
-
-
-class CriticReply(_Reply):
-    """The critic's attack on a sample seen through thumbnails."""
-
-    verdict: Literal["accept", "revise", "reject"]
-    reasons: list[str] = Field(default_factory=list)
-    feedback: str = ""
-    thumbnail_answer: str | None = None
-    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
-
-    @field_validator("verdict", mode="before")
-    @classmethod
-    def _verdict(cls, v: Any) -> Any:
-        return str(v or "").strip().lower()
-
-    @field_validator("thumbnail_answer", mode="before")
-    @classmethod
-    def _answer(cls, v: Any) -> Any:
-        return normalise_letter(v)
-
-    @field_validator("reasons", mode="before")
-    @classmethod
-    def _reasons(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [v]
-        return [str(r).strip().lower().replace(" ", "_") for r in (v or []) if str(r).strip()]
-
-
 def check_letter(answer: str | None, n_options: int) -> None:
     """ValueError unless `answer` is one of the first `n_options` letters."""
     if answer not in LETTERS[:n_options]:
         raise ValueError(f"answer {answer!r} is not one of the option letters {', '.join(LETTERS[:n_options])}")
+
+
+def letter_reply(n_options: int) -> Callable[[dict[str, Any]], VerifierReply]:
+    """A parser of a solver's reply whose answer must be one of the first `n_options` letters."""
+
+    def parse(obj: dict[str, Any]) -> VerifierReply:
+        reply = VerifierReply.model_validate(obj)
+        check_letter(reply.answer, n_options)
+        return reply
+
+    return parse

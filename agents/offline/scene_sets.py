@@ -376,7 +376,7 @@ def zoom_locate(b: SceneBuilder) -> ImageSet:
     cells = [Region(3, r, c) for r in range(3) for c in range(3)]
     index = b.objects()
     # a cell that holds an object of the photo when there is one (an edit needs something to act on)
-    holding = [c for c in cells if index.pick(b.rng, b.s, within_of(c), []) is not None]
+    holding = [c for c in cells if index.pick(b.rng, b.s, within_of(c), [], outlined=False) is not None]
     cell = b.rng.choice(holding or cells)
     within = within_of(cell)
     saved = b.s

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from agents.base import AgentContext, PhotoPool, SetRegistry
 from agents.image_cache import store_image
@@ -21,19 +20,19 @@ from schemas import Domain
 FAST = {"timeout": 2.0, "backoff_base": 0.05, "backoff_max": 0.2, "max_attempts": 4, "json_retries": 2}
 
 
-def busy_photo(seed: int, size: tuple[int, int] = (192, 144)) -> Image.Image:
-    """A small photo-like test image: a colour gradient under 40 random shapes (edits always show)."""
-    rng = random.Random(seed)
+SEA, RED = ((70, 110, 160), (150, 170, 120)), ((170, 60, 50), (60, 150, 70))  # (ground, land) colour pairs
+
+
+def island_photo(seed: int, colours: tuple = SEA, size: tuple[int, int] = (800, 600)) -> Image.Image:
+    """A calm ground with a dozen isolated islands of 12-20 px: the natural edits always find objects."""
+    rng = np.random.default_rng(seed)
     w, h = size
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, rng.randrange(256))], -1).astype(np.uint8)
-    img = Image.fromarray(base)
-    draw = ImageDraw.Draw(img)
-    for _ in range(40):
-        x0, y0, r = rng.randrange(w), rng.randrange(h), rng.randrange(4, 20)
-        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape([x0, y0, x0 + r, y0 + r], fill=tuple(rng.randrange(256) for _ in range(3)))
-    return img
+    img = np.array(colours[0], float) + rng.normal(0, 3, (h, w, 3))
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(12):
+        cx, cy, r = rng.integers(60, w - 60), rng.integers(60, h - 60), rng.integers(6, 10)
+        img[np.hypot(xx - cx, yy - cy) <= r] = colours[1]
+    return Image.fromarray(img.clip(0, 255).astype(np.uint8))
 
 
 def run(coro: Any) -> Any:
@@ -44,15 +43,18 @@ def run(coro: Any) -> Any:
 @pytest.fixture
 def server() -> Iterator[LocalModelServer]:
     """A fresh local model server (no latency, no faults; Retry-After 0.3 s), request bodies kept."""
-    with LocalModelServer(retry_after=0.3, hang_s=5.0, keep_bodies=50) as srv:
+    with LocalModelServer(retry_after=0.3, hang_s=5.0, keep_bodies=500) as srv:
         yield srv
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> AgentContext:
-    """An agent context over four small synthetic photos cached as PNG."""
+    """An agent context over four island photos cached as PNG: two of a blue sea, two of a red ground."""
     image_dir = tmp_path / "images"
     photos = [
-        store_image(busy_photo(seed), image_dir, source=f"test:{seed}", domain=Domain.OBJECT) for seed in range(4)
+        store_image(
+            island_photo(seed, SEA if seed < 2 else RED), image_dir, source=f"test:{seed}", domain=Domain.NATURE
+        )
+        for seed in range(4)
     ]
     return AgentContext(image_dir=image_dir, pool=PhotoPool(photos=photos), registry=SetRegistry(), seed=7)

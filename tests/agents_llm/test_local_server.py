@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openai
@@ -32,7 +33,7 @@ def chat(model: str = "mifg-test-vlm") -> dict:
     return {
         "model": model,
         "messages": [
-            {"role": "system", "content": load_prompt("critic_blind")},
+            {"role": "system", "content": load_prompt("probe")},
             {"role": "user", "content": '```json\n{"options": {"A": "x", "B": "y"}}\n```'},
         ],
     }
@@ -43,7 +44,7 @@ def test_openai_sdk_talks_to_it():
         client = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         assert [m.id for m in client.models.list()] == ["mifg-test-vlm"]
         out = client.chat.completions.create(**chat())
-        assert json.loads(out.choices[0].message.content) == {"answer": "A", "confidence": 0.5}
+        assert json.loads(out.choices[0].message.content) == {"answer": "B", "confidence": 0.5}  # a probe: wrong
         assert out.usage.prompt_tokens > 0 and out.usage.completion_tokens > 0
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=srv.base_url, api_key="nope", max_retries=0).models.list()
@@ -121,3 +122,20 @@ def test_cli_serves_until_sigterm_and_prints_counters():
         rest, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert json.loads(rest.strip().splitlines()[-1])["status:200"] == 1
+
+
+def test_scripted_behaviours_per_role_and_probe():
+    """`behaviour` scripts any agent or probe: a refusal, broken JSON, a slow reply, a right probe."""
+    probe = chat()
+    with LocalModelServer(behaviour={"probe:text_only": "slow"}, slow_s=0.3) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        t0 = time.perf_counter()
+        client.chat.completions.create(**probe)
+        assert time.perf_counter() - t0 >= 0.3
+        assert srv.chat_records()[0].role == "probe:text_only"
+    for how, check in (("refuse", lambda t: "can't help" in t), ("malformed", lambda t: t.startswith('{"answer"'))):
+        with LocalModelServer(behaviour={"probe:text_only": how}) as srv:
+            client = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+            assert check(client.chat.completions.create(**probe).choices[0].message.content)
+    with pytest.raises(ValueError, match="unknown behaviour"):
+        LocalModelServer(behaviour={"writer": "sulk"})

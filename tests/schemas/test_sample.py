@@ -73,7 +73,7 @@ def test_arrow_round_trip_is_lossless():
 def test_schema_types_are_explicit():
     schema = sample_arrow_schema()
     assert schema.field("images").type == pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
-    assert schema.metadata[b"mifg_schema_version"] == b"1"
+    assert schema.metadata[b"mifg_schema_version"] == b"2"
     assert b'"images": {"feature": {"_type": "Image"}' in schema.metadata[b"huggingface"]
 
 
@@ -82,7 +82,19 @@ def test_rows_from_the_future_are_refused_with_the_id():
     row["schema_version"] = 99
     with pytest.raises(SchemaVersionError, match=row["id"]):
         row_to_sample(row)
-    assert upgrade_row({"schema_version": 1})["schema_version"] == 1
+    assert upgrade_row({"schema_version": 1})["schema_version"] == 2
+
+
+def test_version_1_rows_read_with_empty_votes_probes_and_parts():
+    """Shards written before the verifier's votes, the critic's probes and per-agent usage still read."""
+    row = samples_to_table([make_sample(0)]).to_pylist()[0]
+    prov = row["provenance"]
+    for key, field in (("usage", "parts"), ("verifier", "votes"), ("critic", "probes")):
+        del prov[key][field]
+    del prov["verifier"]["vote_share"], prov["verifier"]["model"]
+    row["schema_version"] = 1
+    s = row_to_sample(row)
+    assert s.provenance.usage.parts == [] and s.provenance.verifier.votes == [] and s.provenance.critic.probes == []
 
 
 def test_image_entry_names_and_hashes_the_bytes():

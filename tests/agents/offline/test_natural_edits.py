@@ -142,3 +142,47 @@ def test_recolour_takes_a_kindred_colour_never_the_ground_around():
         to = np.array(e.record["to_rgb"], np.float32)
         assert min(np.abs(to - np.array(c)).max() for c in [(90, 150, 70), (150, 115, 70)]) < 12, to
     assert made >= 3
+
+
+def _sea_with_glows(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]], list[tuple[int, int]]]:
+    """Calm sea with sharp islands and soft pale glows (a seamount's shallows) of the same size and contrast."""
+    rng = np.random.default_rng(seed)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    yy, xx = np.mgrid[0:600, 0:800]
+    sharp, soft = [(150, 150), (650, 430)], [(420, 300), (200, 450)]
+    for cx, cy in sharp:
+        img[np.hypot(xx - cx, yy - cy) <= 14] = LAND
+    for cx, cy in soft:
+        glow = np.exp(-((np.hypot(xx - cx, yy - cy) / 11.0) ** 4))  # a plateau that fades over ~10 px
+        img += glow[..., None] * (LAND - GROUND)
+    return img.clip(0, 255).astype(np.uint8), sharp, soft
+
+
+def test_only_objects_with_an_outline_are_edited():
+    """A soft glow cloned onto open sea or recoloured looked painted, and its removal went unseen."""
+    from agents.offline.objects import EDGE_MIN
+
+    img, sharp, soft = _sea_with_glows()
+    index = build_index(img, 30)
+
+    def near(o, places):
+        cx, cy = o.x + o.w / 2, o.y + o.h / 2
+        return any(abs(cx - x) < 8 and abs(cy - y) < 8 for x, y in places)
+
+    assert all(o.edge >= EDGE_MIN for o in index.objects if near(o, sharp))
+    assert all(o.edge < EDGE_MIN for o in index.objects if near(o, soft))
+    assert any(near(o, soft) for o in index.objects), "the glows are objects, just not ones to edit"
+    for seed in range(12):
+        e = natural_edit("added", img, random.Random(seed), 30, (40, 40, 760, 560), objects=index)
+        if e is not None:
+            fx, fy = e.record["from_px"]
+            src = next(o for o in index.objects if (o.x, o.y) == (fx, fy))
+            assert near(src, sharp), "only an outlined object is cloned"
+        e = natural_edit("removed", img, random.Random(seed), 30, (40, 40, 760, 560), objects=index)
+        if e is not None:
+            cx, cy = (e.box[0] + e.box[2]) / 2, (e.box[1] + e.box[3]) / 2
+            assert any(abs(cx - x) < 12 and abs(cy - y) < 12 for x, y in sharp), "only an outlined object goes"
+    islands = [o.box for o in index.objects if near(o, sharp)]
+    assert index.pick(random.Random(0), 30, (40, 40, 760, 560), islands, isolated=True) is None
+    glow = index.pick(random.Random(0), 30, (40, 40, 760, 560), islands, isolated=True, outlined=False)
+    assert glow is not None and near(glow, soft), "a region holding only a glow still holds an object"

