@@ -41,9 +41,4 @@ class Budget:
 
     def spend(self, usage: TokenUsage) -> None:
         """Add one call's usage."""
-        self.spent = TokenUsage(
-            prompt_tokens=self.spent.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=self.spent.completion_tokens + usage.completion_tokens,
-            calls=self.spent.calls + usage.calls,
-            cost_usd=self.spent.cost_usd + usage.cost_usd,
-        )
+        self.spent = self.spent.add(usage)

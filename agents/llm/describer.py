@@ -44,7 +44,6 @@ class Describer:
         self.known: dict[str, Description] = {}
         self._loaded_from: Path | None = None
         self._pass: asyncio.Task | None = None
-        self.calls = 0  # describer calls made by this process (resumed runs make none for known photos)
 
     def load(self, run_dir: Path) -> None:
         """Read the descriptions a previous invocation of this run wrote (once)."""
@@ -73,7 +72,6 @@ class Describer:
         reply, usage = await self.client.complete_json(
             messages, DescriberReply.model_validate, max_tokens=self.config.max_tokens["describer"], label="describer"
         )
-        self.calls += 1
         d = Description(" ".join(reply.caption.split()), tuple(reply.tags), reply.domain)
         self.known[ref.sha256] = d
         row = {"sha256": ref.sha256, "source": ref.source, "caption": d.caption, "tags": list(d.tags)}

@@ -80,7 +80,7 @@ class LLMPairer:
             self._bases[source] = offline_pairer(self.config.offline_options, families)
         return self._bases[source]
 
-    def _source(self, rng: random.Random, ctx: AgentContext) -> str:
+    def _source(self, rng: random.Random) -> str:
         mix = {k: self.config.set_mix.get(k, 0.0) for k in SET_SOURCES}
         if self._groups is not None and not self._groups:
             mix["related"] = 0.0  # the pool has no related photos: its share goes to the others
@@ -94,7 +94,7 @@ class LLMPairer:
         usage = TokenUsage()
         if self.config.set_mix.get("related", 0.0) > 0 and self._groups is None:
             usage = await self._group(ctx)
-        source = self._source(rng, ctx)
+        source = self._source(rng)
         if source == "related":
             images = self._related(rng, ctx)
         else:
