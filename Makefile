@@ -12,11 +12,14 @@ CONSUMERS ?= .venv-consumers
 setup: $(VENV)/.installed
 
 # requirements.lock pins every dependency (`make lock` writes it); mifg itself goes in editable, no deps.
+# Bytecode is compiled at install time: where PYTHONDONTWRITEBYTECODE is set (as on our machines) Python
+# never writes it, and every `mifg` start would compile its imports again (8.1 s -> 4.1 s for generate's).
 $(VENV)/.installed: pyproject.toml requirements.lock
 	command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
 	test -x $(PY) || uv venv -q -p python3 $(VENV)
-	uv pip install -q -p $(PY) -r requirements.lock "$(TORCH)"
+	uv pip install -q -p $(PY) --compile-bytecode -r requirements.lock "$(TORCH)"
 	uv pip install -q -p $(PY) --no-deps -e .
+	$(PY) -m compileall -q -j 0 agents pipeline schemas rl annotation_ui >/dev/null
 	touch $@
 
 # Re-resolve the pins (after a dependency change in pyproject.toml) for CPython 3.11 on Linux x86-64.
@@ -50,7 +53,7 @@ consumers-env: $(CONSUMERS)/.installed
 $(CONSUMERS)/.installed: requirements-consumers.lock
 	command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
 	test -x $(CONSUMERS)/bin/python || uv venv -q -p python3 $(CONSUMERS)
-	uv pip install -q -p $(CONSUMERS)/bin/python --no-deps -r requirements-consumers.lock "$(TORCH)"
+	uv pip install -q -p $(CONSUMERS)/bin/python --compile-bytecode --no-deps -r requirements-consumers.lock "$(TORCH)"
 	touch $@
 
 test-consumers: setup consumers-env

@@ -30,6 +30,7 @@ class ImageRef(BaseModel):
     license: str = "unknown"
     role: str = "original"  # "original" or "variant:<edit kind>"
     domain: Domain = Domain.OTHER
+    group: str | None = None  # the user's group (a --group-column value); never shown to a model
 
 
 class ImageSet(BaseModel):

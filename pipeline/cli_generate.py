@@ -48,6 +48,12 @@ def register(app: typer.Typer) -> None:
             None, "--hf-dataset", help="A `datasets` image dataset: a save_to_disk folder or Parquet file(s)."
         ),
         image_column: str = typer.Option("image", "--image-column", help="Image column of --hf-dataset."),
+        group_column: str | None = typer.Option(
+            None,
+            "--group-column",
+            help="--hf-dataset: a column whose equal values mark related photos (same scene, object, burst);"
+            " the openai backend builds sets of different photos from these groups.",
+        ),
         n: int = typer.Option(2000, "-n", "--n", help="Work items (candidate samples) in the whole run."),
         backend: str = typer.Option("offline", "--backend", help="offline (procedural, no model) or openai."),
         base_url: str | None = typer.Option(
@@ -104,6 +110,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--max-pixels {max_pixels}: give a positive number of pixels")
         if follow_links and images is None:
             raise ConfigError("--follow-links applies to --images")
+        if group_column is not None and hf_dataset is None:
+            raise ConfigError("--group-column applies to --hf-dataset (with --images, sub-folders are the groups)")
         from pipeline.image_validation import ValidationConfig
         from pipeline.run_config import RunConfig, parse_shard
         from pipeline.runner import format_summary
@@ -150,6 +158,7 @@ def register(app: typer.Typer) -> None:
             base_url=base_url,
             source=source,
             image_column=image_column,
+            group_column=group_column or "",
             concurrency=concurrency,
             workers=workers,
             shard_index=shard_index,

@@ -45,6 +45,7 @@ class SourceImage:
     domain: Domain
     load: Callable[[], ImageInput]
     display: str  # how messages name it (a file path, a dataset row)
+    group: str | None = None  # the user's own grouping of related photos (a dataset column), if any
 
 
 def printable(name: str) -> str:
@@ -339,10 +340,15 @@ def hf_dataset_source(
     path: str | Path,
     *,
     image_column: str = "image",
+    group_column: str = "",
     license: str = "unknown",
     domain: Domain | None = None,
 ) -> Iterator[SourceImage]:
-    """Images of a `datasets` dataset (a `save_to_disk` folder or Parquet files), row order, all splits."""
+    """Images of a `datasets` dataset (a `save_to_disk` folder or Parquet files), row order, all splits.
+
+    `group_column` names a column whose equal values mark related photos (the same scene, object or
+    burst): the VLM pairer builds its sets of different photos from those groups.
+    """
     import datasets
 
     path = Path(path)
@@ -355,10 +361,16 @@ def hf_dataset_source(
                 f"{printable(str(path))}: no column {image_column!r} (columns: {', '.join(ds.column_names)});"
                 " pass --image-column"
             )
+        if group_column and group_column not in ds.column_names:
+            raise InputError(
+                f"{printable(str(path))}: no column {group_column!r} (columns: {', '.join(ds.column_names)});"
+                " check --group-column"
+            )
         feature = ds.features[image_column]
         if isinstance(feature, datasets.Image):
             ds = ds.cast_column(image_column, datasets.Image(decode=False))  # bytes: validation guards bombs
-        cols = [image_column] + [c for c in ("license", "domain") if c in ds.column_names]
+        extra = ("license", "domain", group_column) if group_column else ("license", "domain")
+        cols = [image_column] + [c for c in dict.fromkeys(extra) if c in ds.column_names and c != image_column]
         for row_idx, row in enumerate(ds.select_columns(cols)):
             value = row[image_column]
             sid = f"hf:{split}/{row_idx}"
@@ -369,7 +381,16 @@ def hf_dataset_source(
                 domain or row_dom,
                 _dataset_loader(value, path),
                 f"{printable(str(path))}[{split}][{row_idx}]",
+                _group_value(row.get(group_column)) if group_column else None,
             )
+
+
+def _group_value(value: object) -> str | None:
+    """A group cell as a string key; empty / missing cells belong to no group."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
 
 
 def _dataset_loader(value: object, root: Path) -> Callable[[], ImageInput]:

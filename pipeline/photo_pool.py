@@ -43,7 +43,8 @@ class PoolReport:
 def _load_one(src: SourceImage, image_dir: Path, cfg: ValidationConfig) -> tuple[ImageRef, str] | SkippedInput:
     try:
         img = validate_source(src, cfg)
-        return store_image(img, image_dir, source=src.source_id, license=src.license, domain=src.domain), src.display
+        ref = store_image(img, image_dir, source=src.source_id, license=src.license, domain=src.domain)
+        return (ref.model_copy(update={"group": src.group}) if src.group else ref), src.display
     except SkipImage as e:
         return SkippedInput(src.source_id, src.display, e.reason, " ".join(e.detail.split())[:200])
     except OSError as e:  # the cache itself could not be written: that is not the photo's fault

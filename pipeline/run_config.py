@@ -61,6 +61,7 @@ class RunConfig:
     base_url: str = ""
     source: str = "skimage"  # "skimage", "dir:<absolute path>" or "hf:<absolute path>"
     image_column: str = "image"
+    group_column: str = ""  # --hf-dataset: a column whose equal values mark related photos
     follow_links: bool = False  # --images: also walk folder links that point outside the folder
     concurrency: int = 32
     workers: int = 1  # processes running items (offline backend: CPU-bound agents); 1 = this process only
@@ -125,6 +126,8 @@ class RunConfig:
             "validation": asdict(self.validation),
             "agent_options": self._sample_deciding_options(),
         }
+        if self.group_column:  # only when set, so that earlier runs keep their run id
+            ident["group_column"] = self.group_column
         if self.follow_links:  # only when set, so that the runs made before the flag keep their run id
             ident["follow_links"] = True
         return ident

@@ -101,7 +101,7 @@ def sources_for(cfg: RunConfig) -> Iterator[SourceImage]:
     if kind == "dir":
         return directory_source(Path(arg), follow_links=cfg.follow_links, on_note=_note)
     if kind == "hf":
-        return hf_dataset_source(Path(arg), image_column=cfg.image_column)
+        return hf_dataset_source(Path(arg), image_column=cfg.image_column, group_column=cfg.group_column)
     raise InputError(f"unknown image source {cfg.source!r}")
 
 

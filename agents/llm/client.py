@@ -36,6 +36,7 @@ from agents.llm.errors import MalformedOutputError, RequestRejectedError, Retrie
 from agents.llm.http_transport import LeanAsyncTransport, http_client_for, origin_of, proxied
 from agents.llm.json_output import extract_json_object
 from agents.llm.rate_limit import RateLimiter
+from agents.llm.request_body import chat_body_pieces
 from agents.llm.usage import price_of, usage_of
 from schemas import TokenUsage
 
@@ -216,9 +217,10 @@ class LLMClient:
                 options={"timeout": self.timeout, "headers": dict(headers)},
             )
             return json.loads(response.content)
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        pieces = chat_body_pieces(body)
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        payload = self._head + f"{extra}Content-Length: {len(data)}\r\n\r\n".encode("latin-1") + data
+        length = sum(len(b) for b in pieces)
+        payload = b"".join([self._head, f"{extra}Content-Length: {length}\r\n\r\n".encode("latin-1"), *pieces])
         try:
             status, raw_headers, content = await self._lean.send_raw(self._origin, payload, self._timeouts)
         except httpx.TimeoutException as e:

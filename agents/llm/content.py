@@ -14,9 +14,15 @@ from agents.base import ImageRef
 from agents.image_cache import encode_png
 
 
-def png_data_url(png: bytes) -> str:
+class DataUrl(str):
+    """A data URL made here: base64, so JSON holds it verbatim (`request_body` splices it unescaped)."""
+
+    __slots__ = ()
+
+
+def png_data_url(png: bytes) -> DataUrl:
     """A `data:image/png;base64,...` URL of PNG bytes."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return DataUrl("data:image/png;base64," + base64.b64encode(png).decode("ascii"))
 
 
 class DownscaleCache:
@@ -24,14 +30,14 @@ class DownscaleCache:
 
     The pairer (mid size) and the critic (thumbnail) show the same images at other sizes than the
     writer/verifier: a miss decodes the image once and makes every registered size from it, so
-    each image is decoded once per run, not once per call. Full-size images are never cached:
-    reading and base64-encoding the cached PNG costs less than keeping hundreds of them in memory.
+    each image is decoded once per run, not once per call. Full-size images (`file_url`) are the
+    cached PNG's bytes as they are: a sample's votes and probes send the same ones a dozen times.
     """
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
         self.sides: set[int] = set()
-        self._urls: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._urls: OrderedDict[tuple[str, int], DataUrl] = OrderedDict()
         self._bytes = 0
 
     def url(self, path: str, side: int) -> str:
@@ -53,7 +59,19 @@ class DownscaleCache:
             self._put((path, s), png_data_url(encode_png(img, fast=True)))
         return self._urls[key]
 
-    def _put(self, key: tuple[str, int], url: str) -> None:
+    def file_url(self, path: str) -> DataUrl:
+        """The data URL of the PNG file at `path`, unchanged."""
+        key = (path, 0)
+        url = self._urls.get(key)
+        if url is None:
+            with open(path, "rb") as f:  # the run's image cache holds PNGs (agents.image_cache)
+                url = png_data_url(f.read())
+            self._put(key, url)
+        else:
+            self._urls.move_to_end(key)
+        return url
+
+    def _put(self, key: tuple[str, int], url: DataUrl) -> None:
         self._urls[key] = url
         self._bytes += len(url)
         while self._bytes > self.max_bytes and len(self._urls) > 1:
@@ -62,13 +80,13 @@ class DownscaleCache:
 
 
 DOWNSCALED = DownscaleCache()
+FULL_SIZE = DownscaleCache(max_bytes=192 << 20)  # apart, so that big originals do not evict the thumbnails
 
 
 def image_url(ref: ImageRef, max_side: int | None = None) -> str:
     """Data URL of a cached image, downscaled so its longest side is <= `max_side` (None: as is)."""
     if max_side is None or max(ref.width, ref.height) <= max_side:
-        with open(ref.path, "rb") as f:  # the run's image cache holds PNGs (agents.image_cache)
-            return png_data_url(f.read())
+        return FULL_SIZE.file_url(ref.path)
     return DOWNSCALED.url(ref.path, max_side)
 
 

@@ -3,8 +3,8 @@
 Three signals join photos into groups (connected components): the describer's captions and tags
 overlapping (Jaccard over their words, `caption_similarity`) or their embeddings close (cosine,
 `embedding_similarity`, when an embeddings model is given); the hash index's related pairs (bursts,
-near-duplicates, stereo pairs); and the user's own sub-folders (photos in one folder that does not
-merely name a domain).
+near-duplicates, stereo pairs); and the user's own groups: a `datasets` column (`--group-column`)
+or sub-folders (photos in one folder that does not merely name a domain).
 """
 
 from __future__ import annotations
@@ -33,6 +33,14 @@ def words(d: Description) -> frozenset[str]:
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     """|a & b| / |a | b| (0 for two empty sets)."""
     return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def user_group(ref: ImageRef) -> str | None:
+    """The user's own group of a photo: its dataset group column, else its sub-folder (see `folder_of`)."""
+    if ref.group:
+        return "group:" + ref.group
+    folder = folder_of(ref)
+    return None if folder is None else "folder:" + folder
 
 
 def folder_of(ref: ImageRef) -> str | None:
@@ -79,12 +87,12 @@ def related_groups(
                 join(i, j)
     for i, j, _ in pool.related:
         join(i, j)
-    by_folder: dict[str, list[int]] = {}
+    by_group: dict[str, list[int]] = {}
     for i, p in enumerate(pool.photos):
-        f = folder_of(p)
-        if f is not None:
-            by_folder.setdefault(f, []).append(i)
-    for members in by_folder.values():
+        g = user_group(p)
+        if g is not None:
+            by_group.setdefault(g, []).append(i)
+    for members in by_group.values():
         for j in members[1:]:
             join(members[0], j)
     groups: dict[int, list[int]] = {}

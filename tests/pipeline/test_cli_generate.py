@@ -29,6 +29,9 @@ def test_user_errors_are_one_line(capsys, tmp_path, photo_dir):
         capsys, ["generate", "--out", out, "--images", str(photo_dir), "--hf-dataset", str(photo_dir)], "either"
     )
     _one_line_error(capsys, ["generate", "--out", out, "--model", "m"], "--backend openai")
+    _one_line_error(
+        capsys, ["generate", "--out", out, "--images", str(photo_dir), "--group-column", "scene"], "--hf-dataset"
+    )
     _one_line_error(capsys, ["generate", "--out", out, "--backend", "nope"], "offline or openai")
     _one_line_error(capsys, ["stats", str(tmp_path / "nope")], "no such run directory")
     _one_line_error(capsys, ["merge", str(tmp_path), "--out", str(tmp_path / "m")], "not a mifg run directory")

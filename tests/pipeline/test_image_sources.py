@@ -62,8 +62,11 @@ def image_dataset(tmp_path):
         buf = io.BytesIO()
         photo(i).save(buf, format="PNG")
         imgs.append({"bytes": buf.getvalue(), "path": f"{i}.png"})
-    feats = datasets.Features({"picture": datasets.Image(), "domain": datasets.Value("string")})
-    ds = datasets.Dataset.from_dict({"picture": imgs, "domain": ["nature", "urban", "zzz"]}, features=feats)
+    feats = datasets.Features(
+        {"picture": datasets.Image(), "domain": datasets.Value("string"), "scene": datasets.Value("string")}
+    )
+    rows = {"picture": imgs, "domain": ["nature", "urban", "zzz"], "scene": ["harbour", " ", "harbour"]}
+    ds = datasets.Dataset.from_dict(rows, features=feats)
     ds.save_to_disk(str(tmp_path / "saved"))
     ds.to_parquet(str(tmp_path / "data.parquet"))
     return tmp_path
@@ -79,8 +82,21 @@ def test_hf_dataset_from_disk_and_parquet(image_dataset):
 
 
 def test_hf_dataset_missing_column_names_the_columns(image_dataset):
-    with pytest.raises(InputError, match=r"no column 'image' \(columns: picture, domain\)"):
+    with pytest.raises(InputError, match=r"no column 'image' \(columns: picture, domain, scene\)"):
         list(hf_dataset_source(image_dataset / "saved"))
     (image_dataset / "empty").mkdir()
     with pytest.raises(InputError, match="neither a saved dataset"):
         list(hf_dataset_source(image_dataset / "empty", image_column="picture"))
+
+
+def test_hf_dataset_group_column_marks_related_photos(image_dataset, tmp_path):
+    from agents.llm.grouping import related_groups
+    from pipeline.photo_pool import build_pool
+
+    srcs = list(hf_dataset_source(image_dataset / "saved", image_column="picture", group_column="scene"))
+    assert [s.group for s in srcs] == ["harbour", None, "harbour"]  # a blank cell is no group
+    pool, _ = build_pool(srcs, tmp_path / "images")
+    assert [p.group for p in pool.photos] == ["harbour", None, "harbour"]
+    assert related_groups(pool, {}, min_similarity=1.0) == [[0, 2]]  # no captions: the column alone
+    with pytest.raises(InputError, match=r"no column 'place' .*check --group-column"):
+        list(hf_dataset_source(image_dataset / "saved", image_column="picture", group_column="place"))
