@@ -21,11 +21,12 @@ def _build_agents(backend: str, base_url: str, model: str, options: dict):
         from agents.llm import LLMConfig, build_llm_agents, check_endpoint, verifier_endpoint
 
         key = os.environ.get("OPENAI_API_KEY")
+        agents = build_llm_agents(base_url, model, key, options)  # a bad -o option fails here, before any call
         check_endpoint(base_url, model, key)  # one clear EndpointError before any work
         v_url, v_model, v_key = verifier_endpoint(base_url, model, key, LLMConfig.from_options(options))
         if (v_url, v_model) != (base_url, model):
             check_endpoint(v_url, v_model, v_key)  # the verifier's own endpoint, just as early
-        return build_llm_agents(base_url, model, key, options), None  # I/O-bound: one process, many in flight
+        return agents, None  # I/O-bound: one process, many in flight
     raise ConfigError(f"--backend {backend!r}: choose offline or openai")
 
 

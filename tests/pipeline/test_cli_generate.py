@@ -33,6 +33,13 @@ def test_user_errors_are_one_line(capsys, tmp_path, photo_dir):
         capsys, ["generate", "--out", out, "--images", str(photo_dir), "--group-column", "scene"], "--hf-dataset"
     )
     _one_line_error(capsys, ["generate", "--out", out, "--backend", "nope"], "offline or openai")
+    # a bad agent option is named before the (here unreachable) endpoint is tried
+    _one_line_error(
+        capsys,
+        ["generate", "--out", out, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+         "-o", "verifier_votes=zero"],
+        "verifier_votes",
+    )  # fmt: skip
     _one_line_error(capsys, ["stats", str(tmp_path / "nope")], "no such run directory")
     _one_line_error(capsys, ["merge", str(tmp_path), "--out", str(tmp_path / "m")], "not a mifg run directory")
 
