@@ -114,9 +114,9 @@ def run_faults(
             if prev.fault == "429":
                 floor = retry_after
             elif prev.fault == "hang":
-                # the attempt lasted the timeout, then the backoff; but the server stamps a request once it
-                # has read it, and reading a first attempt's images next to the offline pairer's threads
-                # may take a while: held to half the timeout (a storm would come within milliseconds)
+                # the attempt lasted the timeout, then the backoff; the server stamps a request when its head
+                # arrives, but a server starved of CPU next to the offline pairer's threads reads that head
+                # late: held to half the timeout (a storm would come within milliseconds)
                 floor = timeout / 2
             else:
                 floor = backoff_floor(options, prev.attempt)

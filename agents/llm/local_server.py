@@ -210,6 +210,7 @@ class LocalModelServer:
             while True:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
+                    arrived, arrived_wall = time.monotonic(), time.time()  # before the body: MBs of images
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                     return
                 lines = head.decode("latin-1").split("\r\n")
@@ -226,7 +227,9 @@ class LocalModelServer:
                     body = await self._read_body(reader, headers)
                 except (asyncio.IncompleteReadError, ConnectionError, ValueError):
                     return
-                status, extra_headers, payload = await self._handle(method, target.split("?", 1)[0], headers, body)
+                status, extra_headers, payload = await self._handle(
+                    method, target.split("?", 1)[0], headers, body, (arrived, arrived_wall)
+                )
                 keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
                 head_out = [
                     f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
@@ -267,11 +270,11 @@ class LocalModelServer:
             self.records.append(rec)
 
     async def _handle(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
+        self, method: str, path: str, headers: dict[str, str], body: bytes, arrived: tuple[float, float]
     ) -> tuple[int, dict[str, str], bytes]:
         rec = RequestRecord(
-            t=time.monotonic(),
-            wall=time.time(),
+            t=arrived[0],
+            wall=arrived[1],
             method=method,
             path=path,
             call=headers.get("x-mifg-call", ""),
