@@ -94,21 +94,46 @@ class LLMPairer:
         usage = TokenUsage()
         if self.config.set_mix.get("related", 0.0) > 0 and self._groups is None:
             usage = await self._group(ctx)
-        source = self._source(rng)
-        if source == "related":
-            images = self._related(rng, ctx)
+        drawn = self._source(rng)
+        failed: list[str] = []
+        for source in self._fallbacks(drawn):
+            try:
+                images, u = await self._make(source, item, ctx, rng)
+                break
+            except ValueError as e:  # e.g. no photo of the pool can hold a procedural edit
+                failed.append(f"{source}: {e}")
         else:
-            base = self.base(source)
-            if hasattr(base, "make"):  # the offline pairer: CPU-bound, so off the event loop
-                images = await asyncio.to_thread(base.make, item, ctx)
-            else:
-                images, u = await base.pair(item, ctx)
-                usage = usage.add(u)
-            truth = truth_of(images, item.seed)
-            images = images.model_copy(update={"construction": {**images.construction, "truth": truth}})
+            raise ValueError("; ".join(failed))
+        usage = usage.add(u)
         images = self._with_domain(images)
         record = {**images.construction, "set_source": source, "set_mix": dict(self.config.set_mix)}
+        if source != drawn:
+            record["set_drawn"] = drawn  # the drawn source could not make a set on this pool
         return images.model_copy(update={"construction": record}), usage
+
+    def _fallbacks(self, drawn: str) -> list[str]:
+        """The drawn source, then the other sources the mix weighs above 0 (related only with groups)."""
+        others = [
+            s
+            for s in SET_SOURCES
+            if s != drawn and self.config.set_mix.get(s, 0.0) > 0 and (s != "related" or self._groups)
+        ]
+        return [drawn, *others]
+
+    async def _make(
+        self, source: str, item: WorkItem, ctx: AgentContext, rng: random.Random
+    ) -> tuple[ImageSet, TokenUsage]:
+        """One source's set; procedural and views sets carry the truth of the offline construction."""
+        if source == "related":
+            return self._related(rng, ctx), TokenUsage()
+        base = self.base(source)
+        usage = TokenUsage()
+        if hasattr(base, "make"):  # the offline pairer: CPU-bound, so off the event loop
+            images = await asyncio.to_thread(base.make, item, ctx)
+        else:
+            images, usage = await base.pair(item, ctx)
+        truth = truth_of(images, item.seed)
+        return images.model_copy(update={"construction": {**images.construction, "truth": truth}}), usage
 
     async def _group(self, ctx: AgentContext) -> TokenUsage:
         """Describe the pool (once) and group it; with `embeddings_model`, by the captions' embeddings."""

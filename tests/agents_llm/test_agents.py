@@ -249,3 +249,24 @@ def test_related_groups_by_embeddings_when_a_model_is_given(server, ctx):
     assert server.counters["embeddings"] == len(ctx.pool.photos)  # one batch: every caption once
     assert "embeddings" in {p.name for p in usage.parts}
     assert agents.pairer._groups == [[0, 1], [2, 3]]  # the two blue seas, the two red grounds
+
+
+class _NoSetPairer:
+    """An offline pairer that can make nothing on this pool (as on a folder of small photos)."""
+
+    def make(self, item, ctx):
+        raise ValueError("could not make a set from the drawn photos")
+
+
+def test_a_source_that_cannot_make_a_set_falls_back_to_another_of_the_mix(server, ctx):
+    agents = agents_for(server)
+    agents.pairer._bases = {"procedural": _NoSetPairer(), "views": _NoSetPairer()}
+    agents.pairer.config.set_mix = {"procedural": 1.0, "related": 1e-9}  # always drawn procedural
+    images, _ = run(agents.pairer.pair(WorkItem(index=3, seed=3), ctx))
+    assert images.construction["set_source"] == "related"
+    assert images.construction["set_drawn"] == "procedural"
+    assert len({r.sha256 for r in images.images}) == len(images.images)  # different photos
+    # a mix of procedural only has nothing to fall back to: the item fails with the source's reason
+    agents.pairer.config.set_mix = {"procedural": 1.0}
+    with pytest.raises(ValueError, match="procedural: could not make a set"):
+        run(agents.pairer.pair(WorkItem(index=4, seed=4), ctx))
