@@ -137,19 +137,18 @@ def register(app: typer.Typer) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL", "")
         shard_index, shard_count = parse_shard(shard)
         options: dict = parse_agent_options(agent_option)
-        llm_flags = {
-            "verifier_model": verifier_model,
-            "verifier_base_url": verifier_base_url,
-            "max_cost": max_cost,
-            "max_total_tokens": max_tokens,
+        llm_flags = {  # flag: (agent option, value)
+            "--verifier-model": ("verifier_model", verifier_model),
+            "--verifier-base-url": ("verifier_base_url", verifier_base_url),
+            "--max-cost": ("max_cost", max_cost),
+            "--max-tokens": ("max_total_tokens", max_tokens),
         }
-        given = [k for k, v in llm_flags.items() if v is not None]
+        given = {flag: kv for flag, kv in llm_flags.items() if kv[1] is not None}
         if backend != "openai" and given:
-            flags = ", ".join("--" + k.replace("_total", "").replace("_", "-") for k in given)
-            raise ConfigError(f"{flags}: only for --backend openai")
+            raise ConfigError(f"{', '.join(given)}: only for --backend openai")
         if backend == "openai":
             options.setdefault("concurrency", concurrency)
-            options.update({k: v for k, v in llm_flags.items() if v is not None})
+            options.update(dict(given.values()))
         cfg = RunConfig(
             out=out,
             n=n,

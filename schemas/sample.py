@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from enum import Enum
 from typing import Literal
 
@@ -152,6 +153,14 @@ class TokenUsage(_Model):
             cost_usd=self.cost_usd + other.cost_usd,
             parts=sorted(parts.values(), key=lambda p: p.name),
         )
+
+    @classmethod
+    def total(cls, usages: Iterable[TokenUsage]) -> TokenUsage:
+        """The sum of `usages` (an empty sum is zero), e.g. of calls gathered together."""
+        out = cls()
+        for u in usages:
+            out = out.add(u)
+        return out
 
     def labelled(self, name: str) -> TokenUsage:
         """This usage as one part named `name` (what an agent's calls cost, for the per-agent figures)."""

@@ -40,12 +40,11 @@ class DownscaleCache:
         self._urls: OrderedDict[tuple[str, int], DataUrl] = OrderedDict()
         self._bytes = 0
 
-    def url(self, path: str, side: int) -> str:
+    def url(self, path: str, side: int) -> DataUrl:
         """The data URL of the image at `path`, longest side <= `side`."""
         key = (path, side)
-        url = self._urls.get(key)
+        url = self._hit(key)
         if url is not None:
-            self._urls.move_to_end(key)
             return url
         with Image.open(path) as im:
             img = im.convert("RGB")
@@ -62,12 +61,16 @@ class DownscaleCache:
     def file_url(self, path: str) -> DataUrl:
         """The data URL of the PNG file at `path`, unchanged."""
         key = (path, 0)
-        url = self._urls.get(key)
+        url = self._hit(key)
         if url is None:
             with open(path, "rb") as f:  # the run's image cache holds PNGs (agents.image_cache)
                 url = png_data_url(f.read())
             self._put(key, url)
-        else:
+        return url
+
+    def _hit(self, key: tuple[str, int]) -> DataUrl | None:
+        url = self._urls.get(key)
+        if url is not None:
             self._urls.move_to_end(key)
         return url
 

@@ -22,7 +22,7 @@ from agents.llm.client import LLMClient
 from agents.llm.config import SET_SOURCES, LLMConfig
 from agents.llm.describer import Describer
 from agents.llm.grouping import related_groups
-from schemas import Domain, TokenUsage
+from schemas import LETTERS, Domain, TokenUsage
 from schemas.errors import ConfigError
 
 VIEW_FAMILIES = ("crop_match", "zoom_locate")
@@ -50,7 +50,7 @@ def truth_of(images: ImageSet, seed: int) -> dict[str, Any]:
 
     draft = write_scene(images, seed, [])
     return {
-        "answer": draft.options["ABCDEFGHIJ".index(draft.answer)],
+        "answer": draft.options[LETTERS.index(draft.answer)],
         "options": list(draft.options),
         "evidence": [b.model_dump(mode="json") for b in draft.evidence],
     }
@@ -72,8 +72,9 @@ class LLMPairer:
     def base(self, source: str) -> Pairer:
         """The offline pairer of a procedural source (built on first use)."""
         if source not in self._bases:
-            families = VIEW_FAMILIES if source == "views" else None
-            if families is None:
+            if source == "views":
+                families = VIEW_FAMILIES
+            else:
                 from agents.offline.scene_sets import DEFAULT_FAMILIES
 
                 families = tuple(f for f in DEFAULT_FAMILIES if f not in VIEW_FAMILIES)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +22,7 @@ from agents.base import Draft, ImageRef, ImageSet
 from agents.llm.client import LLMClient
 from agents.llm.config import LLMConfig
 from agents.llm.content import image_part, json_block, text_part
-from agents.llm.replies import letter_reply
-from agents.llm.verifier import question_block, shuffled
+from agents.llm.verifier import ask_shuffled, question_block
 from agents.offline.view import glance_size
 from agents.prompts import load_prompt
 from schemas import LETTERS, ProbeOutcome, TokenUsage
@@ -71,24 +69,20 @@ class Probes:
         ]
 
     async def _try(self, name: str, draft: Draft, shown, n: int, seed: int) -> tuple[str, TokenUsage]:
-        perm = shuffled(draft.options, random.Random(seed))
-        options = [draft.options[i] for i in perm]
-
-        reply, usage = await self.client.complete_json(
-            self._messages(draft, options, shown, n),
-            letter_reply(len(options)),
-            max_tokens=self.config.max_tokens["probe"],
+        letter, _, usage = await ask_shuffled(
+            self.client,
+            draft.options,
+            lambda options: self._messages(draft, options, shown, n),
             seed=seed,
+            max_tokens=self.config.max_tokens["probe"],
             label=f"probe:{name}",
         )
-        return LETTERS[perm[LETTERS.index(reply.answer)]], usage
+        return letter, usage
 
     async def _count(self, name: str, draft: Draft, shown, n: int, seed: int, want: str) -> tuple[int, TokenUsage]:
         k = self.config.probe_tries
         tries = await asyncio.gather(*(self._try(name, draft, shown, n, seed * 7919 + t) for t in range(k)))
-        usage = TokenUsage()
-        for _, u in tries:
-            usage = usage.add(u)
+        usage = TokenUsage.total(u for _, u in tries)
         return sum(1 for letter, _ in tries if letter == want), usage
 
     async def run_one(
@@ -111,9 +105,7 @@ class Probes:
                     for i, r in enumerate(refs)
                 )
             )
-            usage = TokenUsage()
-            for _, u in counts:
-                usage = usage.add(u)
+            usage = TokenUsage.total(u for _, u in counts)
             right = max(c for c, _ in counts)
             p = min(1.0, n * chance_tail(right, k, n_opt))  # the best of n images: Bonferroni
         elif name == "reordered":

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from agents.base import AgentContext, Draft, ImageSet
 from agents.llm.client import LLMClient
 from agents.llm.config import LLMConfig
 from agents.llm.content import json_block, labelled_images, text_part
-from agents.llm.replies import letter_reply
+from agents.llm.replies import VerifierReply, letter_reply
 from agents.prompts import load_prompt
 from schemas import LETTERS, TokenUsage, VerifierVerdict
 
@@ -32,6 +33,24 @@ def shuffled(options: list[str], rng: random.Random) -> list[int]:
     perm = list(range(len(options)))
     rng.shuffle(perm)
     return perm
+
+
+async def ask_shuffled(
+    client: LLMClient,
+    options: list[str],
+    messages_for: Callable[[list[str]], list[dict[str, Any]]],
+    *,
+    seed: int,
+    max_tokens: int,
+    label: str,
+) -> tuple[str, VerifierReply, TokenUsage]:
+    """One blind letter answer with the options shuffled (by `seed`): (the letter in `options`' order, reply, usage)."""
+    perm = shuffled(options, random.Random(seed))
+    shown = [options[i] for i in perm]
+    reply, usage = await client.complete_json(
+        messages_for(shown), letter_reply(len(shown)), max_tokens=max_tokens, seed=seed, label=label
+    )
+    return LETTERS[perm[LETTERS.index(reply.answer)]], reply, usage
 
 
 def norm_text(text: str) -> str:
@@ -74,17 +93,15 @@ class LLMVerifier:
         ]
 
     async def _vote(self, images: ImageSet, draft: Draft, seed: int) -> tuple[str, float, TokenUsage]:
-        perm = shuffled(draft.options, random.Random(seed))
-        shown = [draft.options[i] for i in perm]
-
-        reply, usage = await self.client.complete_json(
-            self.messages(images, draft.question, shown),
-            letter_reply(len(shown)),
-            max_tokens=self.config.max_tokens["verifier"],
+        letter, reply, usage = await ask_shuffled(
+            self.client,
+            draft.options,
+            lambda shown: self.messages(images, draft.question, shown),
             seed=seed,
+            max_tokens=self.config.max_tokens["verifier"],
             label="verifier",
         )
-        return LETTERS[perm[LETTERS.index(reply.answer)]], reply.confidence, usage
+        return letter, reply.confidence, usage
 
     async def verify(self, images: ImageSet, draft: Draft, ctx: AgentContext) -> tuple[VerifierVerdict, TokenUsage]:
         """The construction check, then `verifier_votes` blind votes in parallel."""
@@ -94,9 +111,7 @@ class LLMVerifier:
             return VerifierVerdict(agrees=False, method="construction", notes=mismatch[:300]), TokenUsage()
         k = self.config.verifier_votes
         votes = await asyncio.gather(*(self._vote(images, draft, ctx.seed * 1000 + v) for v in range(k)))
-        usage = TokenUsage()
-        for _, _, u in votes:
-            usage = usage.add(u)
+        usage = TokenUsage.total(u for _, _, u in votes)
         letters = [v[0] for v in votes]
         answer, count = Counter(letters).most_common(1)[0]
         share = count / k
