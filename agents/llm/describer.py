@@ -74,9 +74,15 @@ class Describer:
         )
         d = Description(" ".join(reply.caption.split()), tuple(reply.tags), reply.domain)
         self.known[ref.sha256] = d
-        row = {"sha256": ref.sha256, "source": ref.source, "caption": d.caption, "tags": list(d.tags)}
+        row = {
+            "sha256": ref.sha256,
+            "source": ref.source,
+            "caption": d.caption,
+            "tags": list(d.tags),
+            "domain": d.domain.value,
+        }
         with open(run_dir / FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps({**row, "domain": d.domain.value}, ensure_ascii=False) + "\n")
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
         return usage
 
     async def _describe_all(self, photos: list[ImageRef], run_dir: Path) -> TokenUsage:
