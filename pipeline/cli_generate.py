@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
             4096,
             "--max-side",
             help="Downsize larger photos to this longest side (native resolution below it); under 1024 the"
-            " bundled 1800x1350 earth tiles are left out of the default photos.",
+            " bundled 1200x900 earth tiles are left out of the default photos.",
         ),
         max_pixels: int = typer.Option(
             50_000_000,  # ValidationConfig's default (not imported here: PIL would slow down `mifg --help`)

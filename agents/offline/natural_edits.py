@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.color import rgb2lab
 
-from agents.offline.objects import Obj, ObjectIndex, inside, objects_of, overlaps, ring
+from agents.offline.objects import CROWD_MAX, Obj, ObjectIndex, inside, objects_of, overlaps, ring
 from agents.offline.pixels import bbox_of, diff_map
 from agents.offline.register import TAU, edge_aware, smooth
 
@@ -407,4 +407,7 @@ def natural_edit(
     """
     if kind not in _MAKERS:
         raise ValueError(f"unknown natural edit {kind!r}; expected one of {', '.join(NATURAL_KINDS)}")
-    return _MAKERS[kind](img, rng, s, within, list(avoid or []), objects or objects_of(img, s))
+    idx = objects or objects_of(img, s)
+    edit = _MAKERS[kind](img, rng, s, within, list(avoid or []), idx)
+    # where a clone or a moved object lands counts too: not among a crowd of its like
+    return None if edit is None or idx.crowd(edit.box, s) > CROWD_MAX else edit

@@ -36,6 +36,9 @@ PICK_CONTRAST = 40.0  # edits act on objects at least this clear: fainter ones t
 EDGE_MIN = 27.0  # what is edited has an outline this steep (`edge_gradient`)
 SEG_PX = 18  # an object spans about this many px on the copy that is segmented
 SIZE_CLASS = 1.4  # objects of sizes within this factor share one segmentation
+MIN_PICK_PX = 16  # an edited object spans at least this many px: the verifier and people missed smaller ones
+CROWD_REACH = 6.0  # a change is findable when, within this many object sides of it, ...
+CROWD_MAX = 2  # ... at most this many other objects of its size lie (`ObjectIndex.crowd`)
 _CACHE_ITEMS = 256  # photo x size class: a pool of 45 photos at 2-3 sizes each stays in it
 
 
@@ -91,6 +94,22 @@ class ObjectIndex:
 
     s_ref: float
     objects: list[Obj]
+    _centres: np.ndarray | None = None
+
+    def crowd(self, box: Rect, s: float) -> int:
+        """How many objects of the index lie within CROWD_REACH * s of `box`'s centre, not overlapping it.
+
+        A galaxy added, moved or removed among hundreds of like galaxies (the Hubble deep field) was
+        never found in a blind audit, zoom or not: a person compares the few objects near a change, so
+        a change must have at most CROWD_MAX of them around it.
+        """
+        if self._centres is None:
+            self._centres = np.array([(o.x + o.w / 2, o.y + o.h / 2) for o in self.objects], np.float32).reshape(-1, 2)
+        x1, y1, x2, y2 = box
+        c = self._centres
+        near = np.hypot(c[:, 0] - (x1 + x2) / 2, c[:, 1] - (y1 + y2) / 2) < CROWD_REACH * s
+        within = (c[:, 0] >= x1) & (c[:, 0] < x2) & (c[:, 1] >= y1) & (c[:, 1] < y2)
+        return int((near & ~within).sum())
 
     def pick(
         self,
@@ -111,13 +130,14 @@ class ObjectIndex:
         fits = [
             o
             for o in self.objects
-            if 0.5 * s <= max(o.w, o.h) <= 1.5 * s
+            if max(0.5 * s, MIN_PICK_PX if outlined else 0) <= max(o.w, o.h) <= 1.5 * s
             and min(o.w, o.h) >= 0.3 * s
             and inside(o.box, within)
             and not overlaps(o.box, avoid, s)
             and (o.isolated or not isolated)
             and o.contrast >= PICK_CONTRAST
             and (o.edge >= EDGE_MIN or not outlined)
+            and (self.crowd(o.box, s) <= CROWD_MAX or not outlined)
         ]
         if not fits:
             return None

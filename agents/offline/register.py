@@ -219,13 +219,20 @@ def _cmax(x: np.ndarray) -> np.ndarray:
 
 
 def edge_aware(sa: np.ndarray, sb: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Largest-channel |sa - sb|, damped on strong edges, zero where undefined or clipped in either image."""
-    d = _cmax(np.abs(sa - sb))
+    """Largest-channel |sa - sb|, damped on strong edges, zero where undefined or clipped in either image.
+
+    Clipping is judged per channel: a pale sea or ice clips in blue first under a brighter shot, and a
+    green island set down on it still differs in red and green (it was invisible when one clipped
+    channel blanked the pixel).
+    """
+    diff = np.abs(sa - sb)
+    unclipped = (sa < CLIP) & (sb < CLIP) & (sa > 255 - CLIP) & (sb > 255 - CLIP)
+    diff[~unclipped] = 0
+    d = _cmax(diff)
     ga = (sa[..., 0] + sa[..., 1] + sa[..., 2]) / 3.0
     grad = np.hypot(ndimage.sobel(ga, 0), ndimage.sobel(ga, 1)) / 4.0
     d /= 1.0 + grad / EDGE_SCALE
-    ma, mb = _cmax(sa), _cmax(sb)
-    ok = valid & (ma < CLIP) & (mb < CLIP) & (ma > 255 - CLIP) & (mb > 255 - CLIP)
+    ok = valid & (unclipped[..., 0] | unclipped[..., 1] | unclipped[..., 2])
     d[~ok] = 0
     return d, ok
 

@@ -311,11 +311,12 @@ def _close_ups(b: SceneBuilder, count: int) -> list[tuple[View, tuple[int, int, 
     """`count` close-up views at separate places, with the photo area (x1, y1, x2, y2) each shows."""
     out, centres = [], []
     short = min(b.w, b.h)
-    for _ in range(40):
+    for attempt in range(40):
         if len(out) == count:
             break
         side = b.rng.uniform(0.25, 0.42)
-        cx, cy = _centre(b, side * short)
+        # near the photo's objects first; a photo with one or two has no separate places near them
+        cx, cy = _centre(b, side * short, anywhere=attempt >= 12)
         if any(math.hypot(cx - x, cy - y) < 0.3 * short for x, y in centres):
             continue
         zoom = min(b.rng.uniform(1.2, 2.0), MAX_VIEW_SIDE / (side * short * 1.35))
@@ -328,9 +329,9 @@ def _close_ups(b: SceneBuilder, count: int) -> list[tuple[View, tuple[int, int, 
     return out
 
 
-def _centre(b: SceneBuilder, crop: float) -> tuple[float, float]:
+def _centre(b: SceneBuilder, crop: float, anywhere: bool = False) -> tuple[float, float]:
     """A close-up's centre (photo px): near one of the photo's objects, so the close-up has one to edit."""
-    objs = [o for o in b.objects().objects if inside(o.box, b.within)]
+    objs = [] if anywhere else [o for o in b.objects().objects if inside(o.box, b.within)]
     if not objs:
         return b.rng.uniform(0.2, 0.8) * b.w, b.rng.uniform(0.2, 0.8) * b.h
     o = b.rng.choice(objs)

@@ -27,7 +27,7 @@ from schemas import TaskType
 WORK_SIDE = 1200  # full-resolution solving works on images at most this large (a change stays >= ~10 px)
 ZOOM_RANGE = (0.9, 4.0)  # close-ups: b px per a px
 SAME_RANGE = (0.92, 1.08)
-NONE_WORDS = ("none", "nowhere", "no difference", "no change", "nothing", "identical", "not differ", "same")
+NONE_WORDS = ("none", "nowhere", "no difference", "no change", "no image", "nothing", "identical", "not differ", "same")
 KIND_WORDS = {  # option texts naming each kind of change (the offline writer's, and plain synonyms)
     "added": ("something appeared", "something was added"),
     "removed": ("something disappeared", "something was removed"),

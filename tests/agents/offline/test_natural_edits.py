@@ -186,3 +186,37 @@ def test_only_objects_with_an_outline_are_edited():
     assert index.pick(random.Random(0), 30, (40, 40, 760, 560), islands, isolated=True) is None
     glow = index.pick(random.Random(0), 30, (40, 40, 760, 560), islands, isolated=True, outlined=False)
     assert glow is not None and near(glow, soft), "a region holding only a glow still holds an object"
+
+
+def _archipelago(cluster: bool) -> np.ndarray:
+    """The calm sea with one island alone at the left and, if `cluster`, a swarm of like islands at the right."""
+    rng = np.random.default_rng(3)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    yy, xx = np.mgrid[0:600, 0:800]
+    centres = [(150, 300)]
+    if cluster:
+        centres += [(470 + 75 * i, 110 + 75 * j) for i in range(4) for j in range(6)]
+    for cx, cy in centres:
+        d = np.hypot(xx - cx, yy - cy)
+        img[d <= 13] = LAND + rng.normal(0, 3, (int((d <= 13).sum()), 3))
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def test_no_change_among_a_crowd_of_like_objects():
+    """An island removed among two dozen like it is never found (the Hubble field); the lone one may go."""
+    from agents.offline.objects import CROWD_MAX, CROWD_REACH
+
+    img = _archipelago(cluster=True)
+    idx = build_index(img, 30)
+    assert idx.crowd((140, 290, 160, 310), 30) == 0
+    assert idx.crowd((540, 250, 560, 270), 30) > CROWD_MAX  # in the swarm, CROWD_REACH * 30 px around
+    assert CROWD_REACH * 30 < 320  # ... while the lone island is further than that from the swarm
+    edits = [natural_edit("removed", img, random.Random(s), 30, (40, 40, 760, 560)) for s in range(12)]
+    made = [e for e in edits if e is not None]
+    assert made, "the lone island can still be removed"
+    assert all(e.box[2] < 300 for e in made), "nothing in the swarm is edited"
+    added = [natural_edit("added", img, random.Random(s), 30, (40, 40, 760, 560)) for s in range(12)]
+    assert all(e.box[2] < 430 for e in added if e is not None), "no clone set down in the swarm"
+    # without the swarm the same islands would be fair game: the rule, not the island, refused them
+    sparse = _archipelago(cluster=False)
+    assert build_index(sparse, 30).crowd((540, 250, 560, 270), 30) == 0

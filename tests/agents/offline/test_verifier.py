@@ -83,3 +83,13 @@ def test_verify_is_async_and_reports_confidence(verified, ctx: AgentContext) -> 
     images, d = verified[0]
     v, usage = asyncio.run(OfflineVerifier().verify(images, d, ctx))
     assert v.agrees and 0.5 <= v.confidence <= 1.0 and usage.calls == 0
+
+
+def test_every_none_option_the_writer_uses_reads_as_none():
+    """ "No image qualifies" was read as no option at all: every twin with it was rejected as unsolved."""
+    from agents.offline.scene_solver import is_none
+    from agents.offline.scene_writer import NONE_IMAGE, NONE_WHERE, NONE_ZOOM
+
+    for text in (*NONE_IMAGE, *NONE_WHERE, *NONE_ZOOM):
+        assert is_none(text), text
+    assert not is_none("Image 3") and not is_none("Images 2 and 3")
