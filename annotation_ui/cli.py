@@ -1,4 +1,4 @@
-"""`mifg review`, `mifg review-users` and `mifg verified`: the review room's commands."""
+"""`mifg review`, `mifg review-report`, `mifg review-users` and `mifg verified`: the review room's commands."""
 
 from __future__ import annotations
 
@@ -146,6 +146,41 @@ def verified(
     print(summary_line(rep))
 
 
+def review_report(
+    run_dir: Path = typer.Argument(..., help="Reviewed run directory (holds review.sqlite)."),
+    out: Path | None = typer.Option(None, "--out", help="Report dir (default: RUN_DIR/review-report/)."),
+    rule: str = typer.Option("majority", "--rule", help="Several annotators: majority | any-reject."),
+) -> None:
+    """How well each agent's verdict predicts the annotators' keep / reject: report.json, reliability.png, a table.
+
+    Per verifier agreement, critic verdict and critic reason: precision and recall of "agent says
+    good" against "annotators kept"; per score (verifier confidence, vote share): reliability bins and
+    the lowest auto-accept threshold that lets through <= 2% of the samples the annotators rejected,
+    with the share of reviews it saves. A run without decisions prints one line and exits 1.
+    """
+    from annotation_ui.calibration import RULES, from_store
+    from annotation_ui.calibration_report import text_lines, write_report
+    from annotation_ui.review_store import DB_NAME, ReviewStore
+
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: run directory not found")
+    if rule not in RULES:
+        raise ConfigError(f"--rule {rule!r}: choose {' or '.join(RULES)}")
+    if not (run_dir / DB_NAME).is_file():
+        why = f"no {DB_NAME}; run `mifg review {run_dir}`"
+        print(f"mifg review-report: {run_dir} has no review decisions ({why})", file=sys.stderr)
+        raise typer.Exit(1)
+    with ReviewStore(run_dir) as store:
+        cal = from_store(store, rule)
+    if not cal.reviewed:
+        print(f"mifg review-report: {run_dir} has no review decisions yet (skips are not decisions)", file=sys.stderr)
+        raise typer.Exit(1)
+    report, plot = write_report(cal, run_dir, out if out is not None else run_dir / "review-report")
+    for line in text_lines(cal, run_dir):
+        print(line)
+    print(f"wrote {report} and {plot}")
+
+
 users_app = typer.Typer(help="Manage the review app's users file (hashed passwords).", no_args_is_help=True)
 
 
@@ -180,5 +215,6 @@ def users_list(users: Path = typer.Argument(..., help="Users file.")) -> None:
 def register(app: typer.Typer) -> None:
     """Add the review room's commands to the `mifg` app."""
     app.command("review")(review)
+    app.command("review-report")(review_report)
     app.command("verified")(verified)
     app.add_typer(users_app, name="review-users")

@@ -1,4 +1,4 @@
-"""Team dashboard figures: progress, acceptance rates by task type and agent verdict, agreement."""
+"""Team dashboard figures: progress, acceptance rates by task type and agent verdict, agreement, calibration."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from annotation_ui.agreement import fleiss_kappa, pairwise_cohen, ratings_table
+from annotation_ui.calibration import Calibration, calibrate
 from annotation_ui.review_store import KEEP, Quarantined, ReviewStore
 
 CATEGORIES = ("keep", "reject")  # agreement is on keeping the sample: accept and edit-and-accept both keep it
@@ -45,6 +46,7 @@ class TeamStats:
     pairs: list[dict] = field(default_factory=list)
     skips: dict[str, int] = field(default_factory=dict)  # skip reason -> n
     quarantined: list[Quarantined] = field(default_factory=list)  # rows set aside, never assigned
+    calibration: Calibration | None = None  # agents' verdicts vs decisions (see `mifg review-report`)
 
 
 def verdict_label(verifier_agrees: bool, critic_verdict: str) -> str:
@@ -100,6 +102,8 @@ def team_stats(store: ReviewStore) -> TeamStats:
         skips=store.skip_reasons(),
         quarantined=store.quarantined(),
     )
+    if rows:
+        stats.calibration = calibrate([(r["sample_id"], r["decision"]) for r in rows], store.agent_records())
     if multi:
         stats.unanimous = sum(len(set(ds)) == 1 for ds in multi.values()) / len(multi)
         n = max(2, overlap)

@@ -266,7 +266,7 @@ def dashboard_html(s: TeamStats) -> str:
         f"</table></section>"
         f'<section class="mifg-panel"><h3>Reject reasons</h3><table class="mifg-table"><thead><tr><th>reason</th>'
         f"<th>count</th></tr></thead><tbody>{reasons}</tbody></table></section>"
-        f"{_skips_panel(s)}{_quarantine_panel(s)}"
+        f"{_skips_panel(s)}{_calibration_panel(s)}{_quarantine_panel(s)}"
         f"</div></div>"
     )
 
@@ -280,6 +280,36 @@ def _skips_panel(s: TeamStats) -> str:
         '<section class="mifg-panel" id="mifg-skips"><h3>Skip reasons</h3><table class="mifg-table"><thead><tr>'
         f"<th>reason</th><th>count</th></tr></thead><tbody>{rows}</tbody></table></section>"
     )
+
+
+def _calibration_panel(s: TeamStats) -> str:
+    """Agent calibration, compact: precision / recall per verdict, the auto-accept threshold, the caveats."""
+    cal = s.calibration
+    if cal is None or not cal.reviewed:
+        body = '<p class="mifg-muted">No decisions yet.</p>'
+    else:
+        rows = "".join(
+            f"<tr><td>{esc(name)}</td><td class='mifg-r'>{pr.tp + pr.fp} / {pr.n}</td>"
+            f"<td class='mifg-r'>{_pct(pr.precision)}</td><td class='mifg-r'>{_pct(pr.recall)}</td></tr>"
+            for name, pr in cal.binary.items()
+        )
+        scores = "".join(
+            f"<li>{esc(name)}: auto-accept ≥ {rep.threshold.threshold:.2f} saves {_pct(rep.threshold.saved)} of "
+            f"reviews, lets through {rep.threshold.let_through} of {rep.threshold.rejected} rejected</li>"
+            if rep.threshold is not None
+            else f"<li>{esc(name)}: {esc(rep.note or 'n/a')}</li>"
+            for name, rep in cal.scores.items()
+            if rep.n
+        )
+        notes = "".join(f"<li>{esc(n)}</li>" for n in cal.notes)
+        body = (
+            f'<p class="mifg-muted">{cal.reviewed} decided samples, {cal.kept} kept. '
+            "Full report and reliability plot: <code>mifg review-report RUN</code>.</p>"
+            "<table class='mifg-table'><thead><tr><th>agent says good</th><th>good / n</th><th>precision</th>"
+            f"<th>recall</th></tr></thead><tbody>{rows}</tbody></table><ul>{scores}</ul>"
+            f'<ul class="mifg-muted">{notes}</ul>'
+        )
+    return f'<section class="mifg-panel" id="mifg-calibration"><h3>Agent calibration</h3>{body}</section>'
 
 
 def _quarantine_panel(s: TeamStats, shown: int = 50) -> str:

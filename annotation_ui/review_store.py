@@ -452,6 +452,26 @@ class ReviewStore:
             raise ReviewError(f"{ref.shard} row {ref.row} holds {sample.id!r}, not {ref.id!r}: shard changed on disk")
         return sample
 
+    def agent_records(self) -> dict[str, dict]:
+        """{id: {"id", "answer", "provenance"}} of every reviewable sample, read from its shard without image bytes.
+
+        A shard that cannot be read, or a row that no longer holds its indexed id, is left out (the
+        caller counts what is missing).
+        """
+        wanted: dict[str, dict[int, str]] = {}  # shard -> {row: id}
+        for ref in self.refs():
+            wanted.setdefault(ref.shard, {})[ref.row] = ref.id
+        out: dict[str, dict] = {}
+        for shard, rows in wanted.items():
+            try:
+                table = pq.read_table(self._safe_shard_path(shard), columns=["id", "answer", "provenance"])
+            except (ReviewError, OSError, pa.ArrowException):
+                continue
+            for i, rec in enumerate(table.to_pylist()):
+                if rows.get(i) == rec["id"]:
+                    out[rec["id"]] = rec
+        return out
+
     # -- assignments ------------------------------------------------------------------------------
 
     def claim_next(self, annotator: str) -> str | None:

@@ -67,7 +67,7 @@ def _root(
 # Each module defines `register(app)`; heavy imports (torch, gradio) stay inside the commands.
 _ROOMS = [
     "pipeline.cli_generate",  # generate, stats, merge
-    "annotation_ui.cli",  # review, verified
+    "annotation_ui.cli",  # review, review-report, verified
     "pipeline.export.cli",  # export
     "rl.cli",  # train, eval
 ]
@@ -85,6 +85,7 @@ _OUT_DIRS = {
     ("generate", "out"),
     ("merge", "out"),
     ("verified", "out"),
+    ("review-report", "out"),
     ("export", "out"),
     ("train", "out"),
     ("train-demo", "out"),
