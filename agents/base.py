@@ -79,6 +79,23 @@ COUNT_PREFIX = "count:"
 """Registry keys with this prefix count towards a cap (e.g. samples per question) rather than name one sample."""
 
 
+def count_key(digest: str, cap: int, slot: int) -> str:
+    """Registry key of slot `slot` of a cap of `cap` samples for `digest` (see `COUNT_PREFIX`)."""
+    return f"{COUNT_PREFIX}{digest}/{cap}#{slot}"
+
+
+def count_slots(key: str) -> list[str] | None:
+    """Every slot key of the cap that `key` counts towards (None: not a slot key): so that a process
+    that merges the claims of several workers can move a claim whose slot another took to a free one."""
+    if not key.startswith(COUNT_PREFIX) or "#" not in key or "/" not in key:
+        return None
+    head, _, _ = key.rpartition("#")
+    digest, _, cap = head[len(COUNT_PREFIX) :].rpartition("/")
+    if not cap.isdigit():
+        return None
+    return [count_key(digest, int(cap), i) for i in range(int(cap))]
+
+
 class DuplicateRegistry(Protocol):
     """Run-wide memory of what was already produced; the critic rejects near-duplicates."""
 

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agents.base import COUNT_PREFIX, AgentContext, AgentSet, PhotoPool, WorkItem
+from agents.base import COUNT_PREFIX, AgentContext, AgentSet, PhotoPool, WorkItem, count_slots
 from agents.image_cache import load_bytes
-from pipeline.duplicate_registry import RunRegistry
+from pipeline.duplicate_registry import FeedReader, KeyFeed, RunRegistry
 from pipeline.graph import GenState, build_graph, failure_code, failure_fields, initial_state, recursion_limit
 from pipeline.image_sources import SourceImage, bundled_source, directory_source, hf_dataset_source
 from pipeline.item_store import ItemRecord, ItemStore
@@ -265,7 +265,9 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="mifg-parent-watch").start()
 
 
-def _worker_init(factory, options: dict, image_dir: Path, pool: PhotoPool, seed: int, max_revisions: int, keys) -> None:
+def _worker_init(
+    factory, options: dict, image_dir: Path, pool: PhotoPool, seed: int, max_revisions: int, keys, feed: str
+) -> None:
     # Signals: a forked worker inherits the main loop's handlers (which write to the main loop's wakeup
     # fd): reset them. Ctrl-C reaches the whole process group, but the main process decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -278,6 +280,7 @@ def _worker_init(factory, options: dict, image_dir: Path, pool: PhotoPool, seed:
         graph=build_graph(agents, max_revisions),
         ctx=AgentContext(image_dir=image_dir, pool=pool, registry=registry, seed=seed, options=dict(options)),
         registry=registry,
+        feed=FeedReader(feed, registry),
         loop=asyncio.new_event_loop(),
         max_revisions=max_revisions,
     )
@@ -285,6 +288,7 @@ def _worker_init(factory, options: dict, image_dir: Path, pool: PhotoPool, seed:
 
 def _worker_run(idx: int, seed: int) -> tuple[GenState, float, list[str]]:
     w = _WORKER
+    w["feed"].catch_up()  # what the other workers accepted meanwhile counts towards the caps
     state, seconds = w["loop"].run_until_complete(run_item(w["graph"], w["ctx"], idx, seed, w["max_revisions"]))
     return state, seconds, w["registry"].take(idx)
 
@@ -429,6 +433,8 @@ class _Run:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         cfg = self.cfg
+        if getattr(self, "key_feed", None) is None:  # restarted workers read the whole feed again
+            self.key_feed = KeyFeed()
         executor = ProcessPoolExecutor(
             max_workers=cfg.workers,
             mp_context=ctx,
@@ -441,6 +447,7 @@ class _Run:
                 cfg.seed,
                 cfg.max_revisions,
                 self.store.keys(),
+                self.key_feed.path,
             ),
         )
         for f in [executor.submit(_worker_ping) for _ in range(cfg.workers)]:
@@ -455,15 +462,32 @@ class _Run:
             return await run_item(self.graph, self.ctx, idx, seed, self.cfg.max_revisions)
         loop = asyncio.get_running_loop()
         state, seconds, keys = await loop.run_in_executor(self.executor, _worker_run, idx, seed)
-        # another worker registered the same sample first (COUNT_PREFIX keys only count towards a cap: two
-        # workers taking the same slot overshoot the cap by one, which is no reason to drop a sample)
-        if any(self.registry.seen(k) for k in keys if not k.startswith(COUNT_PREFIX)):
+        # another worker registered the same sample first; or took the slot of a cap this sample claimed
+        # (workers claim slots from their own view of the registry: this process moves the claim to a
+        # free slot of the same cap, and when none is left the cap is full)
+        keys, full = self._claim_slots(keys)
+        if full or any(self.registry.seen(k) for k in keys if not k.startswith(COUNT_PREFIX)):
             if state.get("outcome") == "accepted":
-                state = {**state, "outcome": "rejected", "reasons": ["duplicate_key"]}
+                state = {**state, "outcome": "rejected", "reasons": ["cap_reached" if full else "duplicate_key"]}
         else:
             for k in keys:
                 self.registry.add_for(idx, k)
+            self.key_feed.publish(keys)
         return state, seconds
+
+    def _claim_slots(self, keys: list[str]) -> tuple[list[str], bool]:
+        """`keys` with every cap slot another sample took moved to a free one; True when a cap is full."""
+        out, taken = [], set()
+        for k in keys:
+            slots = count_slots(k) if self.registry.seen(k) else None
+            if slots is not None:
+                free = [s for s in slots if not self.registry.seen(s) and s not in taken]
+                if not free:
+                    return keys, True
+                k = free[0]
+            out.append(k)
+            taken.add(k)
+        return out, False
 
     def _finish(self, state: GenState, seconds: float) -> None:
         """Turn a finished state into a record (+ sample), buffer or commit it, flush when due."""
@@ -629,6 +653,7 @@ class _Run:
         finally:
             if self.executor is not None:
                 self.executor.shutdown(wait=True, cancel_futures=True)
+                self.key_feed.close()
             if not crashed and hasattr(self, "store"):
                 self.summary.total_accepted = sum(1 for o, _ in self.store.done().values() if o == "accepted")
                 self.summary.seconds = time.perf_counter() - t0

@@ -13,8 +13,9 @@
         log metrics (JSONL + TensorBoard), evaluate every eval_every, checkpoint every save_every
 
 Scale: the loop runs under `accelerate.Accelerator`, so `python -m ...`, `torchrun` and
-`accelerate launch` (single process, DDP or FSDP from an accelerate config) all work; each process
-rolls out its own share of the prompts. Checkpoints (RUN/ckpt/state.pt) hold weights, optimizer,
+`accelerate launch` (single process or DDP) all work; each process rolls out its own share of the
+prompts. FSDP is not supported (rollouts run on the unwrapped module, the reference is not sharded):
+verl is the scale-out path. Checkpoints (RUN/ckpt/state.pt) hold weights, optimizer,
 scheduler, data position and every RNG state: resuming continues the exact same run. They are
 written atomically, the one before kept as state.pt.prev for a damaged latest (rl/run_files.py).
 """
@@ -149,7 +150,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm = max(cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / (warm + 1)))
-        # DDP / FSDP wrapping when launched that way; a no-op in a plain single process.
+        # DDP wrapping when launched that way; a no-op in a plain single process.
         self.policy.module, self.optimizer = self.acc.prepare(self.policy.module, self.optimizer)
         self.stream = DataStream(len(self.train_samples), cfg.seed)
         self.step = 0  # steps completed

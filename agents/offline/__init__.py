@@ -6,6 +6,7 @@
   families      task families of the default sets (default: all ten of `scene_sets.BUILDERS`)
   twin_rate     share of sets that are unanswerable twins ("none of them", "no difference"; 0.15)
   cap_answer, cap_question  accepted samples per (photo, family, answer) (3) and per question string (40)
+  cap_object    accepted samples per object of a photo that an edit acted on (16)
   kinds         edit kinds; default "natural" (= `NATURAL_KINDS`: clone, heal, recolour or move an object,
                 in the families of `scene_sets`); the drawn kinds of earlier versions (`EDIT_KINDS`: recolor,
                 paste_shape, ... on pixel copies) are opt-in, e.g. kinds=["recolor","paste_shape"], as is
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.base import AgentSet
-from agents.offline.critic import CAP_ANSWER, CAP_QUESTION, OfflineCritic
+from agents.offline.critic import CAP_ANSWER, CAP_OBJECT, CAP_QUESTION, OfflineCritic
 from agents.offline.edits import EDIT_KINDS, OPT_IN_KINDS
 from agents.offline.natural_edits import NATURAL_KINDS
 from agents.offline.pairer import OfflinePairer
@@ -47,6 +48,7 @@ _KNOWN = {
     "twin_rate",
     "cap_answer",
     "cap_question",
+    "cap_object",
 }
 
 
@@ -100,6 +102,7 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
             thumbnail_side=thumb,
             cap_answer=int(opts.get("cap_answer", CAP_ANSWER)),
             cap_question=int(opts.get("cap_question", CAP_QUESTION)),
+            cap_object=int(opts.get("cap_object", CAP_OBJECT)),
             twin_rate=twin_rate,
         ),
         backend="offline",

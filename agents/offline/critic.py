@@ -27,7 +27,7 @@ import statistics
 import threading
 from collections import Counter
 
-from agents.base import COUNT_PREFIX, AgentContext, Draft, ImageSet
+from agents.base import AgentContext, Draft, ImageSet, count_key
 from agents.offline.pixel_solver import MIN_PX, TAU, Solution
 from agents.offline.reasons import REASON_CODES
 from agents.offline.regions import parse_region
@@ -43,6 +43,9 @@ POSITION_SLACK = 0.2  # a letter may exceed its fair share 1/k by this much
 LOCATION_GRID = 8
 CAP_ANSWER = 3  # accepted samples per (source photo, family, answer text)
 CAP_QUESTION = 40  # accepted samples per exact question string
+# accepted samples per object of a photo that an edit acted on: the bundled earth tiles hold about 30
+# such objects, and one island was the change in 31 of 239 demo samples
+CAP_OBJECT = 16
 BALANCE_MIN = 10  # judge a family's answer balance only after this many accepted samples (per critic)
 BALANCE_SLACK = 0.09  # an answer text may exceed its fair share of its family by this much
 
@@ -78,10 +81,20 @@ def _cap_key(ctx: AgentContext, base: str, cap: int) -> str | None:
     """The first free one of `cap` numbered keys for `base`, or None when all are taken (cap reached)."""
     digest = hashlib.sha256(base.encode()).hexdigest()[:24]
     for i in range(cap):
-        key = f"{COUNT_PREFIX}{digest}#{i}"
+        key = count_key(digest, cap, i)
         if not ctx.registry.seen(key):
             return key
     return None
+
+
+def _edited_objects(images: ImageSet) -> set[tuple[int, int]]:
+    """The photo objects (top-left px) the set's natural edits acted on, from its construction record."""
+    return {
+        (int(e["object_px"][0]), int(e["object_px"][1]))
+        for im in images.construction.get("images", [])
+        for e in im.get("edits", [])
+        if "object_px" in e
+    }
 
 
 def _verdict(verdict: str, items: list[tuple[str, str]]) -> CriticVerdict:
@@ -104,8 +117,9 @@ class OfflineCritic:
         cap_answer: int = CAP_ANSWER,
         cap_question: int = CAP_QUESTION,
         twin_rate: float = 0.15,
+        cap_object: int = CAP_OBJECT,
     ) -> None:
-        self.cap_answer, self.cap_question = cap_answer, cap_question
+        self.cap_answer, self.cap_question, self.cap_object = cap_answer, cap_question, cap_object
         self.twin_rate = twin_rate  # the twins' fair share of a family's accepted answers
         self.tau, self.min_px, self.thumb_min_px = tau, min_px, thumb_min_px
         self.thumbnail_side = thumbnail_side  # overrides ctx.thumbnail_side, e.g. a small policy's overview size
@@ -179,6 +193,11 @@ class OfflineCritic:
         question_key = _cap_key(ctx, f"capq:{' '.join(draft.question.lower().split())}", self.cap_question)
         if question_key is None:
             return _verdict("reject", [("cap_question", f"{self.cap_question} accepted already")])
+        object_keys = [_cap_key(ctx, f"capo:{source}:{x},{y}", self.cap_object) for x, y in _edited_objects(images)]
+        if None in object_keys:
+            return _verdict(
+                "reject", [("cap_object", f"an object edited here is in {self.cap_object} accepted already")]
+            )
         answer_id = (twin, text.strip().lower())
         balance_note = self._balance(family, answer_id)
         if balance_note:
@@ -189,8 +208,8 @@ class OfflineCritic:
         self.note_accepted(len(draft.options), answer)
         with self._lock:
             self._answers.setdefault(family, Counter())[answer_id] += 1
-        ctx.registry.add(answer_key)
-        ctx.registry.add(question_key)
+        for key in (answer_key, question_key, *object_keys):
+            ctx.registry.add(key)  # type: ignore[arg-type]
         return CriticVerdict(verdict="accept", reasons=[], feedback="")
 
     def note_accepted(self, n_options: int, answer_index: int) -> None:

@@ -11,7 +11,9 @@ Only objects on plain ground all around are lifted off, cloned or healed over, a
 clone is checked from the pixels before it is kept: the healed place has its ground's colour and
 grain, no step at its edge and nothing of the object left; a clone keeps its contrast. A blind audit
 called three in four of the earlier, unchecked Poisson-blended edits made (glows, smears, halos).
-Each returns the edited copy and the exact box it changed; none touches its input. `s` is the side
+Each returns the edited copy and the exact box it changed, and records which object of the photo it
+acted on (`object_px`: its top-left corner; the critic caps how often one object is used); none touches
+its input. `s` is the side
 in pixels of the object's box, chosen by the caller from the image area (see `agents.offline.view`).
 """
 
@@ -260,7 +262,9 @@ def added(
     if variant is None or not _clone_holds(img, variant, obj, spot):
         return None
     box = (spot[0], spot[1], spot[0] + obj.w, spot[1] + obj.h)
-    return _finish("added", img, variant, box, int(obj.mask.sum()), {"from_px": [obj.x, obj.y]})
+    return _finish(
+        "added", img, variant, box, int(obj.mask.sum()), {"from_px": [obj.x, obj.y], "object_px": [obj.x, obj.y]}
+    )
 
 
 def _background_for(img: np.ndarray, rng: random.Random, obj: Obj) -> tuple[int, int] | None:
@@ -280,7 +284,9 @@ def removed(
     variant = _paste(img, img, bg[0], bg[1], obj.x, obj.y, obj.mask)
     if variant is None or not _healed_like_ground(img, variant, obj):
         return None
-    return _finish("removed", img, variant, obj.box, int(obj.mask.sum()), {"from_px": [bg[0], bg[1]]})
+    return _finish(
+        "removed", img, variant, obj.box, int(obj.mask.sum()), {"from_px": [bg[0], bg[1]], "object_px": [obj.x, obj.y]}
+    )
 
 
 def moved(
@@ -301,7 +307,7 @@ def moved(
     if variant is None or not _clone_holds(img, variant, obj, to):
         return None
     box = (min(obj.x, to[0]), min(obj.y, to[1]), max(obj.x, to[0]) + obj.w, max(obj.y, to[1]) + obj.h)
-    record = {"from_px": [obj.x, obj.y], "to_px": list(to), "size_px": [obj.w, obj.h]}
+    record = {"from_px": [obj.x, obj.y], "to_px": list(to), "size_px": [obj.w, obj.h], "object_px": [obj.x, obj.y]}
     return _finish("moved", img, variant, box, 2 * int(obj.mask.sum()), record)
 
 
@@ -381,7 +387,11 @@ def recoloured(
         out = (alpha * shifted + (1 - alpha) * win + 0.5).clip(0, 255).astype(np.uint8)
         variant = img.copy()
         variant[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w] = out
-        rec = {"from_rgb": [round(float(c)) for c in own], "to_rgb": [round(float(c)) for c in target]}
+        rec = {
+            "from_rgb": [round(float(c)) for c in own],
+            "to_rgb": [round(float(c)) for c in target],
+            "object_px": [obj.x, obj.y],
+        }
         e = _finish("recoloured", img, variant, obj.box, int(obj.body.sum()), rec)
         if e is not None:
             return e

@@ -15,7 +15,7 @@ A policy is rollout + scoring over the same flat token layout (rl/trajectory.py)
         # -> (B, T) the same under the frozen reference policy (initial weights / LoRA disabled), no grad.
 
 `module` is the trainable torch module. The trainer may replace it with a wrapped one
-(`accelerate.Accelerator.prepare` -> DDP/FSDP), so forward passes must go through `self.module(...)`.
+(`accelerate.Accelerator.prepare` -> DDP), so forward passes must go through `self.module(...)`.
 `state_dict()` / `load_state_dict()` cover everything needed for exact resume (trainable weights).
 
 Policies are built by `rl.policies.build_policy(PolicyConfig, TinyConfig, seed)`: "tiny" is

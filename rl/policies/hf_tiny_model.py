@@ -156,14 +156,12 @@ def build_processor(tokenizer: Any = None, image_processor: Any = None) -> Any:
 
 def tiny_config(tokenizer: Any, hidden_size: int = 128, layers: int = 2, seed_dtype: str = "float32") -> Any:
     """A Qwen2_5_VLConfig of ~2 M parameters whose special-token ids come from `tokenizer`."""
-    from transformers import Qwen2_5_VLConfig
 
     heads = 4
     head_dim = hidden_size // heads
     # mrope splits the rotary half-dimension into (temporal, height, width) sections: they must sum to head_dim/2.
     half = head_dim // 2
     mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text_config = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size,
@@ -173,9 +171,6 @@ def tiny_config(tokenizer: Any, hidden_size: int = 128, layers: int = 2, seed_dt
         "num_key_value_heads": 2,
         "max_position_embeddings": 4096,
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
         "dtype": seed_dtype,
     }
     vision_config = {
@@ -190,8 +185,22 @@ def tiny_config(tokenizer: Any, hidden_size: int = 128, layers: int = 2, seed_dt
         "out_hidden_size": hidden_size,
         "fullatt_block_indexes": [1],
     }
+    return vl_config(tokenizer, text_config, vision_config)
+
+
+def vl_config(tokenizer: Any, text_config: dict, vision_config: dict) -> Any:
+    """A Qwen2_5_VLConfig of these text and vision settings, its special-token ids from `tokenizer`."""
+    from transformers import Qwen2_5_VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = {
+        **text_config,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
     return Qwen2_5_VLConfig(
-        text_config=text_config,
+        text_config=text,
         vision_config=vision_config,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],

@@ -12,7 +12,7 @@ import random
 import numpy as np
 from PIL import ImageDraw
 
-from agents.base import AgentContext, AgentSet, Draft, ImageSet, WorkItem
+from agents.base import AgentContext, AgentSet, Draft, ImageSet, WorkItem, count_key
 from agents.image_cache import load_image, store_image
 from schemas import Box, CriticVerdict, TaskType, TokenUsage, VerifierVerdict
 
@@ -87,7 +87,7 @@ class DiffVerifier:
 
 
 class ScriptedCritic:
-    """accept | reject | revise (always) | raise | dedup (reject what the registry has seen)."""
+    """accept | reject | revise (always) | raise | dedup (reject what the registry has seen) | capN (N accepted)."""
 
     def __init__(self, mode: str = "accept") -> None:
         self.mode = mode
@@ -108,6 +108,12 @@ class ScriptedCritic:
             if ctx.registry.seen(key):
                 return CriticVerdict(verdict="reject", reasons=["near_duplicate"]), ONE_CALL
             ctx.registry.add(key)
+        if self.mode.startswith("cap"):  # capN: at most N accepted samples in the whole run
+            free = [count_key("all", int(self.mode[3:]), i) for i in range(int(self.mode[3:]))]
+            free = [k for k in free if not ctx.registry.seen(k)]
+            if not free:
+                return CriticVerdict(verdict="reject", reasons=["cap_question"]), ONE_CALL
+            ctx.registry.add(free[0])
         return CriticVerdict(verdict="accept"), ONE_CALL
 
 

@@ -255,7 +255,19 @@ def test_worker_processes_make_the_same_samples(clean, photo_dir, tmp_path):
 
 
 def _factory(options: dict):
-    return make_agents()
+    return make_agents(options.get("critic", "accept"), options.get("delay", 0.0))
+
+
+def test_caps_count_the_samples_of_every_worker_process(photo_dir, tmp_path):
+    """Each worker started from a snapshot of the registry: two workers filled a cap of 3 with 6 samples."""
+    out = tmp_path / "run"
+    # one item per worker at a time, each taking a moment: as in a real run, results come back in turn
+    options = {"critic": "cap3", "delay": 0.1}
+    cfg = _cfg(out, photo_dir, n=16, workers=2, concurrency=2, agent_options=options)
+    s = generate(cfg, make_agents("cap3"), factory=_factory, progress=False)
+    assert s.finished == 16
+    # two items in flight at once may both take the last free slot: one over at most
+    assert 3 <= s.accepted <= 4, s.accepted
 
 
 def test_duplicate_keys_are_rejected_and_survive_resume(photo_dir, tmp_path):

@@ -125,6 +125,40 @@ def test_caps_limit_photo_family_answer_repeats(photo_ctx):
     assert capped and capped[0] in accepted
 
 
+def test_cap_limits_how_often_one_object_is_edited(photo_ctx):
+    """With cap_object 1, no two accepted samples edit the same object of a photo; the second is refused."""
+    from agents.offline.critic import _edited_objects
+
+    agents = build_offline_agents()
+    critic = OfflineCritic(cap_object=1, cap_answer=99)
+    ctx = AgentContext(image_dir=photo_ctx.image_dir, pool=photo_ctx.pool, registry=SetRegistry())
+    used: list[set] = []
+    capped = 0
+    for seed in range(0, 60, 2):  # the first photo only: it holds a few islands, so objects repeat
+        try:
+            images = _build("which_differs", ctx, seed)
+        except NoSet:
+            continue
+        objects = _edited_objects(images)
+        if images.construction["twin"]:  # nothing edited: nothing to cap
+            continue
+        assert objects, "every natural edit records the object it acted on"
+        draft = agents.writer.write_sync(images, seed=seed, feedback=[])
+        verdict = agents.verifier.verify_sync(images, draft)
+        if not verdict.agrees:
+            continue
+        cv = critic.critique_sync(images, draft, verdict, ctx)
+        if cv.verdict == "accept":
+            assert all(not (objects & u) for u in used), "an accepted sample re-used an object"
+            used.append(objects)
+        elif cv.reasons == ["cap_object"]:
+            assert any(objects & u for u in used), "refused although its object was not used yet"
+            capped += 1
+        if capped >= 2:
+            break
+    assert used and capped, (len(used), capped)
+
+
 def test_glance_view_follows_the_qwen_budget():
     big = np.zeros((1350, 1800, 3), np.uint8)
     g = glance(big)
