@@ -220,3 +220,24 @@ def test_no_change_among_a_crowd_of_like_objects():
     # without the swarm the same islands would be fair game: the rule, not the island, refused them
     sparse = _archipelago(cluster=False)
     assert build_index(sparse, 30).crowd((540, 250, 560, 270), 30) == 0
+
+
+def test_a_field_of_like_objects_is_never_edited():
+    """A star field (here 192 like islands) holds no change a person could find: no edit is made in it."""
+    from agents.offline.objects import objects_of
+
+    rng = np.random.default_rng(5)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    yy, xx = np.mgrid[0:600, 0:800]
+    for cx in range(40, 800, 50):
+        for cy in range(40, 600, 50):
+            d = np.hypot(xx - cx, yy - cy)
+            img[d <= 8] = LAND
+    img = img.clip(0, 255).astype(np.uint8)
+    assert objects_of(img, 18).field
+    assert all(
+        natural_edit(k, img, random.Random(s), 18, (20, 20, 780, 580)) is None
+        for k in ("removed", "added")
+        for s in range(4)
+    )
+    assert not objects_of(_archipelago(cluster=False), 30).field
