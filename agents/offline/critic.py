@@ -87,10 +87,13 @@ def _cap_key(ctx: AgentContext, base: str, cap: int) -> str | None:
     return None
 
 
+OBJECT_CELL = 16  # px: one object found at two size classes has its top-left corner a px or two apart
+
+
 def _edited_objects(images: ImageSet) -> set[tuple[int, int]]:
-    """The photo objects (top-left px) the set's natural edits acted on, from its construction record."""
+    """The photo objects the set's natural edits acted on (cells of their top-left corner), from its record."""
     return {
-        (int(e["object_px"][0]), int(e["object_px"][1]))
+        (int(e["object_px"][0]) // OBJECT_CELL, int(e["object_px"][1]) // OBJECT_CELL)
         for im in images.construction.get("images", [])
         for e in im.get("edits", [])
         if "object_px" in e
