@@ -69,7 +69,7 @@ def detail_side(rng: random.Random, w: int, h: int) -> int:
 
     Sized against the glance view, not the image: at 8-13 glance px the change stays under what is seen
     at a glance (the critic checks it: `agents.offline.view.GLANCE_MIN_FRAC`), while at full resolution
-    it is a real object of 21-34 px in an 1800 x 1350 photo that a person finds by looking again.
+    it is a real object of 18-30 px in a 1200 x 900 earth tile that a person finds by looking again.
     """
     g = math.exp(rng.uniform(math.log(GLANCE_DETAIL_PX[0]), math.log(GLANCE_DETAIL_PX[1])))
     side = g / glance_scale(w, h)
