@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from annotation_ui.review_store import KEEP
+from annotation_ui.review_store import KEEP, kept_by_majority
 
 if TYPE_CHECKING:
     from annotation_ui.review_store import ReviewStore
@@ -159,10 +159,9 @@ def annotators_keep(decisions: Sequence[str], rule: str = "majority") -> bool:
     """Whether the annotators kept a sample, from its decisions, under `rule` (see RULES)."""
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}: choose {', '.join(RULES)}")
-    kept = sum(d in KEEP for d in decisions)
     if rule == "any-reject":
-        return bool(decisions) and kept == len(decisions)
-    return kept > len(decisions) - kept
+        return bool(decisions) and all(d in KEEP for d in decisions)
+    return kept_by_majority(decisions)
 
 
 def verifier_score(agrees: bool, confidence: float) -> float:
@@ -176,10 +175,15 @@ def answer_vote_share(votes: Sequence[str] | None, answer: str) -> float | None:
     return sum(v == answer for v in votes) / len(votes) if votes else None
 
 
+def _verifier_of(record: Mapping) -> tuple[bool, float]:
+    """(agrees, confidence) of a shard record's verifier verdict."""
+    verifier = (record.get("provenance") or {}).get("verifier") or {}
+    return bool(verifier.get("agrees")), round(float(verifier.get("confidence") or 0.0), 6)  # stored as float32
+
+
 def record_score(record: Mapping) -> float:
     """The verifier confidence score (see `verifier_score`) of a shard record."""
-    verifier = (record.get("provenance") or {}).get("verifier") or {}
-    return verifier_score(bool(verifier.get("agrees")), round(float(verifier.get("confidence") or 0.0), 6))
+    return verifier_score(*_verifier_of(record))
 
 
 def reviewed_sample(record: Mapping, decisions: Sequence[str], rule: str = "majority") -> Reviewed:
@@ -187,12 +191,13 @@ def reviewed_sample(record: Mapping, decisions: Sequence[str], rule: str = "majo
     prov = record.get("provenance") or {}
     verifier = prov.get("verifier") or {}
     critic = prov.get("critic") or {}
+    agrees, confidence = _verifier_of(record)
     return Reviewed(
         sample_id=record["id"],
         kept=annotators_keep(decisions, rule),
         n_decisions=len(decisions),
-        verifier_agrees=bool(verifier.get("agrees")),
-        verifier_confidence=round(float(verifier.get("confidence") or 0.0), 6),  # stored as float32
+        verifier_agrees=agrees,
+        verifier_confidence=confidence,
         answer_vote_share=answer_vote_share(verifier.get("votes"), record.get("answer") or ""),
         critic_verdict=critic.get("verdict") or "",
         critic_reasons=tuple(critic.get("reasons") or ()),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from annotation_ui.agreement import fleiss_kappa, pairwise_cohen, ratings_table
 from annotation_ui.calibration import Calibration, calibrate
-from annotation_ui.review_store import KEEP, Quarantined, ReviewStore
+from annotation_ui.review_store import KEEP, Quarantined, ReviewStore, kept_by_majority
 
 CATEGORIES = ("keep", "reject")  # agreement is on keeping the sample: accept and edit-and-accept both keep it
 
@@ -56,8 +56,7 @@ def verdict_label(verifier_agrees: bool, critic_verdict: str) -> str:
 
 def is_verified(decisions: list[str], min_agree: int) -> bool:
     """A sample is verified when >= `min_agree` reviews keep it and more reviews keep it than reject it."""
-    kept = sum(d in KEEP for d in decisions)
-    return kept >= min_agree and kept > len(decisions) - kept
+    return sum(d in KEEP for d in decisions) >= min_agree and kept_by_majority(decisions)
 
 
 def team_stats(store: ReviewStore) -> TeamStats:

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,6 +45,13 @@ KEEP = frozenset({"accept", "edit"})  # decisions that keep the sample (edit = e
 _INDEX_FIELDS = ("id", "status", "task_type", "domain", "provenance")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _ANNOTATOR_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+def kept_by_majority(decisions: Sequence[str]) -> bool:
+    """Whether more of a sample's decisions keep it (`KEEP`) than reject it; a tie does not keep it."""
+    kept = sum(d in KEEP for d in decisions)
+    return kept > len(decisions) - kept
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

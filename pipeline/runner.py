@@ -307,6 +307,7 @@ class _Run:
         self.agents = agents
         self.factory = factory
         self.executor: ProcessPoolExecutor | None = None
+        self.key_feed: KeyFeed | None = None  # keys fed to the worker processes (one feed for restarted ones too)
         self.hooks = hooks or RunHooks()
         self.show_progress = progress
         self.summary = RunSummary(out=cfg.out, tag=cfg.tag)
@@ -433,7 +434,7 @@ class _Run:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         cfg = self.cfg
-        if getattr(self, "key_feed", None) is None:  # restarted workers read the whole feed again
+        if self.key_feed is None:  # restarted workers read the whole feed again
             self.key_feed = KeyFeed()
         executor = ProcessPoolExecutor(
             max_workers=cfg.workers,
@@ -653,6 +654,7 @@ class _Run:
         finally:
             if self.executor is not None:
                 self.executor.shutdown(wait=True, cancel_futures=True)
+            if self.key_feed is not None:
                 self.key_feed.close()
             if not crashed and hasattr(self, "store"):
                 self.summary.total_accepted = sum(1 for o, _ in self.store.done().values() if o == "accepted")

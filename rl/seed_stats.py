@@ -9,7 +9,7 @@ accuracy >= LEARNED).
 
 from __future__ import annotations
 
-import math
+import statistics
 from typing import Any
 
 SPREAD = "std = sample standard deviation over seeds (n - 1; 0 for one seed), plus min-max"
@@ -33,10 +33,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def spread(values: list[float]) -> dict[str, float]:
     """{"mean", "std", "min", "max"} of per-seed values (std: sample standard deviation, 0 for one value)."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "min": min(values), "max": max(values)}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "min": min(values), "max": max(values)}
 
 
 def seed_summary(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:

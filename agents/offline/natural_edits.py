@@ -12,9 +12,9 @@ clone is checked from the pixels before it is kept: the healed place has its gro
 grain, no step at its edge and nothing of the object left; a clone keeps its contrast. A blind audit
 called three in four of the earlier, unchecked Poisson-blended edits made (glows, smears, halos).
 Each returns the edited copy and the exact box it changed, and records which object of the photo it
-acted on (`object_px`: its top-left corner; the critic caps how often one object is used); none touches
-its input. `s` is the side
-in pixels of the object's box, chosen by the caller from the image area (see `agents.offline.view`).
+acted on (`object_px`: its top-left corner; the critic caps how often one object is used); none
+touches its input. `s` is the side in pixels of the object's box, chosen by the caller from the
+image area (see `agents.offline.view`).
 """
 
 from __future__ import annotations
@@ -227,7 +227,9 @@ def _clone_holds(img: np.ndarray, variant: np.ndarray, obj: Obj, to: tuple[int, 
     return float(np.abs(new - own).max()) <= 0.25 * obj.contrast + 4.0
 
 
-def _finish(kind: str, img: np.ndarray, variant: np.ndarray, box: Rect, footprint: int, record: dict) -> Edit | None:
+def _finish(
+    kind: str, img: np.ndarray, variant: np.ndarray, box: Rect, obj: Obj, footprint: int, record: dict
+) -> Edit | None:
     x1, y1, x2, y2 = (max(0, box[0] - 4), max(0, box[1] - 4), box[2] + 4, box[3] + 4)
     d = diff_map(img[y1:y2, x1:x2], variant[y1:y2, x1:x2])
     local = bbox_of(d > VISIBLE_DELTA // 3)
@@ -243,6 +245,7 @@ def _finish(kind: str, img: np.ndarray, variant: np.ndarray, box: Rect, footprin
     if delta_e_top(img[y1:y2, x1:x2], variant[y1:y2, x1:x2], round(0.3 * footprint)) < MIN_DELTA_E:
         return None
     tight = (x1 + local[0], y1 + local[1], x1 + local[2], y1 + local[3])
+    record = {**record, "object_px": [obj.x, obj.y]}  # which object of the photo (the critic caps its reuse)
     return Edit(kind, variant, tight, int((d > VISIBLE_DELTA // 3).sum()), record)
 
 
@@ -262,9 +265,7 @@ def added(
     if variant is None or not _clone_holds(img, variant, obj, spot):
         return None
     box = (spot[0], spot[1], spot[0] + obj.w, spot[1] + obj.h)
-    return _finish(
-        "added", img, variant, box, int(obj.mask.sum()), {"from_px": [obj.x, obj.y], "object_px": [obj.x, obj.y]}
-    )
+    return _finish("added", img, variant, box, obj, int(obj.mask.sum()), {"from_px": [obj.x, obj.y]})
 
 
 def _background_for(img: np.ndarray, rng: random.Random, obj: Obj) -> tuple[int, int] | None:
@@ -284,9 +285,7 @@ def removed(
     variant = _paste(img, img, bg[0], bg[1], obj.x, obj.y, obj.mask)
     if variant is None or not _healed_like_ground(img, variant, obj):
         return None
-    return _finish(
-        "removed", img, variant, obj.box, int(obj.mask.sum()), {"from_px": [bg[0], bg[1]], "object_px": [obj.x, obj.y]}
-    )
+    return _finish("removed", img, variant, obj.box, obj, int(obj.mask.sum()), {"from_px": [bg[0], bg[1]]})
 
 
 def moved(
@@ -307,8 +306,8 @@ def moved(
     if variant is None or not _clone_holds(img, variant, obj, to):
         return None
     box = (min(obj.x, to[0]), min(obj.y, to[1]), max(obj.x, to[0]) + obj.w, max(obj.y, to[1]) + obj.h)
-    record = {"from_px": [obj.x, obj.y], "to_px": list(to), "size_px": [obj.w, obj.h], "object_px": [obj.x, obj.y]}
-    return _finish("moved", img, variant, box, 2 * int(obj.mask.sum()), record)
+    record = {"from_px": [obj.x, obj.y], "to_px": list(to), "size_px": [obj.w, obj.h]}
+    return _finish("moved", img, variant, box, obj, 2 * int(obj.mask.sum()), record)
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -387,12 +386,8 @@ def recoloured(
         out = (alpha * shifted + (1 - alpha) * win + 0.5).clip(0, 255).astype(np.uint8)
         variant = img.copy()
         variant[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w] = out
-        rec = {
-            "from_rgb": [round(float(c)) for c in own],
-            "to_rgb": [round(float(c)) for c in target],
-            "object_px": [obj.x, obj.y],
-        }
-        e = _finish("recoloured", img, variant, obj.box, int(obj.body.sum()), rec)
+        rec = {"from_rgb": [round(float(c)) for c in own], "to_rgb": [round(float(c)) for c in target]}
+        e = _finish("recoloured", img, variant, obj.box, obj, int(obj.body.sum()), rec)
         if e is not None:
             return e
     return None

@@ -97,7 +97,7 @@ class ObjectIndex:
 
     s_ref: float
     objects: list[Obj]
-    pixels: int = 0  # the photo's area
+    pixels: int  # the photo's area
     _centres: np.ndarray | None = None
 
     @property
@@ -108,7 +108,7 @@ class ObjectIndex:
         most 2; blind audits found 2 of 13 changes made on the Hubble field even where few galaxies lay
         near the change (`crowd`), because a person cannot tell which of hundreds was there before.
         """
-        return bool(self.pixels) and len(self.objects) > FIELD_DENSITY * self.pixels / GLANCE_PIXELS
+        return len(self.objects) > FIELD_DENSITY * self.pixels / GLANCE_PIXELS
 
     def crowd(self, box: Rect, s: float) -> int:
         """How many objects of the index lie within CROWD_REACH * s of `box`'s centre, not overlapping it.
