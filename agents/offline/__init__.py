@@ -52,6 +52,17 @@ _KNOWN = {
 }
 
 
+def _number(opts: dict[str, Any], name: str, default: Any, kind: type = int) -> Any:
+    """Option `name` as an int (or float), or `default`; a value that is not one is a one-line ConfigError."""
+    value = opts.get(name, default)
+    try:
+        return None if value is None else kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"offline option {name!r} must be {'an integer' if kind is int else 'a number'}; got {value!r}"
+        ) from None
+
+
 def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
     """The four offline agents, configured by `options` (see the module docstring)."""
     opts = dict(options or {})
@@ -66,15 +77,15 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
         raise ConfigError(
             f"offline option 'families' must be a non-empty subset of {', '.join(BUILDERS)}; got {families}"
         )
-    twin_rate = float(opts.get("twin_rate", 0.15))
+    twin_rate = _number(opts, "twin_rate", 0.15, float)
     if not 0.0 <= twin_rate <= 1.0:
         raise ConfigError(f"offline option 'twin_rate' must be in [0, 1]; got {twin_rate}")
     bad = [k for k in kinds if k not in known_kinds]
     if bad or not kinds:
         raise ConfigError(f"offline option 'kinds' must be a non-empty subset of {', '.join(known_kinds)}; got {kinds}")
-    tau, min_px = int(opts.get("tau", TAU)), int(opts.get("min_px", MIN_PX))
-    image_side = int(opts["image_side"]) if opts.get("image_side") else None
-    thumb = int(opts["thumbnail_side"]) if opts.get("thumbnail_side") else None
+    tau, min_px = _number(opts, "tau", TAU), _number(opts, "min_px", MIN_PX)
+    image_side = _number(opts, "image_side", None) or None
+    thumb = _number(opts, "thumbnail_side", None) or None
     if thumb is not None and thumb < 4:
         raise ConfigError(f"offline option 'thumbnail_side' must be at least 4 px; got {thumb}")
     if image_side is not None:
@@ -86,8 +97,8 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
             )
     return AgentSet(
         pairer=OfflinePairer(
-            related_rate=float(opts.get("related_rate", 0.12)),
-            max_images=int(opts.get("max_images", 4)),
+            related_rate=_number(opts, "related_rate", 0.12, float),
+            max_images=_number(opts, "max_images", 4),
             kinds=kinds,
             image_side=image_side,
             thumbnail_side=thumb,
@@ -100,9 +111,9 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
             tau=tau,
             min_px=min_px,
             thumbnail_side=thumb,
-            cap_answer=int(opts.get("cap_answer", CAP_ANSWER)),
-            cap_question=int(opts.get("cap_question", CAP_QUESTION)),
-            cap_object=int(opts.get("cap_object", CAP_OBJECT)),
+            cap_answer=_number(opts, "cap_answer", CAP_ANSWER),
+            cap_question=_number(opts, "cap_question", CAP_QUESTION),
+            cap_object=_number(opts, "cap_object", CAP_OBJECT),
             twin_rate=twin_rate,
         ),
         backend="offline",

@@ -40,6 +40,9 @@ def test_user_errors_are_one_line(capsys, tmp_path, photo_dir):
          "-o", "verifier_votes=zero"],
         "verifier_votes",
     )  # fmt: skip
+    # an offline option that is not a number is named, not a ValueError traceback
+    for option, needle in (("cap_object=abc", "'cap_object' must be an integer"), ("twin_rate=q", "'twin_rate'")):
+        _one_line_error(capsys, ["generate", "--out", out, "--images", str(photo_dir), "-o", option], needle)
     _one_line_error(capsys, ["stats", str(tmp_path / "nope")], "no such run directory")
     _one_line_error(capsys, ["merge", str(tmp_path), "--out", str(tmp_path / "m")], "not a mifg run directory")
 
