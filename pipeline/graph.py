@@ -73,6 +73,19 @@ def failure_fields(stage: str, exc: BaseException) -> dict[str, Any]:
     return {"failure": text + where, "failed_stage": stage}
 
 
+def spent_usage(exc: BaseException) -> TokenUsage:
+    """Tokens a failing agent had already spent (billed): an `LLMCallError` and a pairer that described
+    the pool before failing carry them as `usage`; any other exception spent nothing we know of."""
+    usage = getattr(exc, "usage", None)
+    return usage if isinstance(usage, TokenUsage) else TokenUsage()
+
+
+def _failed(stage: str, exc: BaseException, state: GenState) -> dict[str, Any]:
+    """A node's failure: the failure fields, and the usage so far plus what the failed call spent, so the
+    item record (and `mifg stats`) still count the tokens of a sample that failed."""
+    return {**failure_fields(stage, exc), "usage": state["usage"].add(spent_usage(exc))}
+
+
 def failure_code(failure: str) -> str:
     """`"stage:ExceptionType"` of a failure text, the key `mifg stats` groups failures by."""
     parts = [p.strip() for p in failure.split(":", 2)]
@@ -88,7 +101,7 @@ def build_graph(agents: AgentSet, max_revisions: int):
         try:
             images, usage = await agents.pairer.pair(state["item"], runtime.context)
         except Exception as e:  # noqa: BLE001 - an agent failure fails this sample, never the batch
-            return failure_fields("pair", e)
+            return _failed("pair", e, state)
         return {"images": images, "usage": state["usage"].add(usage)}
 
     async def write(state: GenState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -101,14 +114,14 @@ def build_graph(agents: AgentSet, max_revisions: int):
                 attempt=state["revisions"],
             )
         except Exception as e:  # noqa: BLE001
-            return failure_fields("write", e)
+            return _failed("write", e, state)
         return {"draft": draft, "usage": state["usage"].add(usage)}
 
     async def verify(state: GenState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         try:
             verdict, usage = await agents.verifier.verify(state["images"], state["draft"], runtime.context)
         except Exception as e:  # noqa: BLE001
-            return failure_fields("verify", e)
+            return _failed("verify", e, state)
         return {"verdict": verdict, "usage": state["usage"].add(usage)}
 
     async def critique(state: GenState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -117,7 +130,7 @@ def build_graph(agents: AgentSet, max_revisions: int):
                 state["images"], state["draft"], state["verdict"], runtime.context, attempt=state["revisions"]
             )
         except Exception as e:  # noqa: BLE001
-            return failure_fields("critique", e)
+            return _failed("critique", e, state)
         update: dict[str, Any] = {
             "critic": critic,
             "critic_history": [*state["critic_history"], critic],

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS items (
     calls INTEGER NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0,
     seconds REAL NOT NULL DEFAULT 0,
-    finished_at TEXT NOT NULL DEFAULT ''
+    finished_at TEXT NOT NULL DEFAULT '',
+    usage_parts TEXT NOT NULL DEFAULT '[]'  -- JSON list of {name, prompt_tokens, completion_tokens, calls, cost_usd}
 );
 CREATE TABLE IF NOT EXISTS registry_keys (key TEXT NOT NULL, idx INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS registry_keys_idx ON registry_keys(idx);
@@ -74,12 +75,14 @@ class ItemRecord:
     cost_usd: float = 0.0
     seconds: float = 0.0
     finished_at: str = ""
+    usage_parts: list[dict] = field(default_factory=list)  # by agent / probe, of failed items too
 
     def row(self) -> tuple:
         """Values in the column order of `items`."""
         d = asdict(self)
         d["reasons"] = json.dumps(self.reasons)
         d["critic_history"] = json.dumps(self.critic_history)
+        d["usage_parts"] = json.dumps(self.usage_parts)
         d["verifier_agrees"] = None if self.verifier_agrees is None else int(self.verifier_agrees)
         return tuple(d.values())
 
@@ -105,6 +108,7 @@ _COLUMNS = [
     "cost_usd",
     "seconds",
     "finished_at",
+    "usage_parts",
 ]
 
 
@@ -114,6 +118,7 @@ def _record(row: sqlite3.Row) -> ItemRecord:
     d["reasons"] = json.loads(d["reasons"])
     d["critic_history"] = json.loads(d["critic_history"])
     d["verifier_agrees"] = None if d["verifier_agrees"] is None else bool(d["verifier_agrees"])
+    d["usage_parts"] = json.loads(d.get("usage_parts") or "[]")
     return ItemRecord(**d)
 
 
@@ -132,7 +137,14 @@ class ItemStore:
             # and the runner's reconciliation with the shards covers that direction too).
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            if "usage_parts" not in self._columns():  # a record written before the column existed
+                with self.db:
+                    self.db.execute("ALTER TABLE items ADD COLUMN usage_parts TEXT NOT NULL DEFAULT '[]'")
         self.db.row_factory = sqlite3.Row
+        self._read = [c for c in _COLUMNS if c in self._columns()]  # an old record, opened read-only, lacks some
+
+    def _columns(self) -> set[str]:
+        return {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
 
     def close(self) -> None:
         """Close the database."""
@@ -162,7 +174,7 @@ class ItemStore:
 
     def records(self) -> Iterator[ItemRecord]:
         """Every recorded item, by index."""
-        for row in self.db.execute(f"SELECT {','.join(_COLUMNS)} FROM items ORDER BY idx"):
+        for row in self.db.execute(f"SELECT {','.join(self._read)} FROM items ORDER BY idx"):
             yield _record(row)
 
     def done(self) -> dict[int, tuple[str, str]]:

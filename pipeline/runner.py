@@ -183,6 +183,7 @@ def record_from_state(state: GenState, seconds: float) -> ItemRecord:
         cost_usd=usage.cost_usd,
         seconds=round(seconds, 4),
         finished_at=_now(),
+        usage_parts=[p.model_dump() for p in usage.parts],
     )
 
 
@@ -206,6 +207,7 @@ def record_from_sample(index: int, sample: Sample, outcome: str) -> ItemRecord:
         calls=p.usage.calls,
         cost_usd=p.usage.cost_usd,
         finished_at=p.created_at,
+        usage_parts=[part.model_dump() for part in p.usage.parts],
     )
 
 

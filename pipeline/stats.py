@@ -110,6 +110,8 @@ def collect_stats(run_dir: str | Path) -> dict[str, Any]:
 
     shards: dict[str, Any] = {}
     figures = AgentFigures()
+    for r in records:
+        figures.add_record(r.usage_parts)
     for name, root in (("accepted", run_dir), ("rejected", run_dir / REJECTED)):
         shards[name] = {"files": 0, "rows": 0, "skipped": {}}
         if (root / MANIFESTS).is_dir():

@@ -1,7 +1,9 @@
 """The agents' side of `mifg stats`, read from the samples' provenance: where each set came from,
 how the critic's probes came out, and what each agent and probe spent per accepted sample.
 
-Failed items leave no sample: their spending is in the run's token totals but in no agent's part.
+Spending by agent and probe is read from the item records, which keep it for failed items too (a sample
+that failed after the describer's pass rode on it still counts the describer). Records written before they
+kept it fall back to the samples' provenance, where failed items have no part.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ class AgentFigures:
         self.parts: dict[str, Counter] = defaultdict(Counter)
         self.votes: Counter = Counter()
         self.accepted = 0
+        self.record_parts: dict[str, Counter] = defaultdict(Counter)
+
+    def add_record(self, parts: list[dict]) -> None:
+        """Count the usage parts of one item record (any outcome)."""
+        for part in parts:
+            _count_part(
+                self.record_parts[part["name"]],
+                part["calls"],
+                part["prompt_tokens"] + part["completion_tokens"],
+                part["cost_usd"],
+            )
 
     def add(self, sample: Sample, accepted: bool) -> None:
         """Count one sample (from the accepted shards or the rejected ones)."""
@@ -39,10 +52,7 @@ class AgentFigures:
             c["tries"] += p.tries
             c["right"] += p.right
         for part in sample.provenance.usage.parts:
-            c = self.parts[part.name]
-            c["calls"] += part.calls
-            c["tokens"] += part.prompt_tokens + part.completion_tokens
-            c["cost_usd_micro"] += round(part.cost_usd * 1e6)
+            _count_part(self.parts[part.name], part.calls, part.prompt_tokens + part.completion_tokens, part.cost_usd)
         v = sample.provenance.verifier
         if v.votes:
             self.votes["samples"] += 1
@@ -52,6 +62,7 @@ class AgentFigures:
     def as_dict(self) -> dict[str, Any]:
         """JSON-able figures."""
         per = max(self.accepted, 1)
+        parts = self.record_parts or self.parts
         return {
             "set_sources": {k: dict(v) for k, v in sorted(self.sources.items())},
             "probes": {
@@ -66,10 +77,16 @@ class AgentFigures:
                     "calls_per_accepted": round(v["calls"] / per, 2),
                     "tokens_per_accepted": round(v["tokens"] / per, 1),
                 }
-                for k, v in sorted(self.parts.items())
+                for k, v in sorted(parts.items())
             },
             "verifier_votes": dict(self.votes),
         }
+
+
+def _count_part(c: Counter, calls: int, tokens: int, cost_usd: float) -> None:
+    c["calls"] += calls
+    c["tokens"] += tokens
+    c["cost_usd_micro"] += round(cost_usd * 1e6)
 
 
 def format_agent_figures(f: dict[str, Any], cost_per_accepted: float, calls_per_accepted: float) -> list[str]:

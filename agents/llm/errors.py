@@ -29,3 +29,13 @@ class RetriesExhaustedError(LLMCallError):
 
 class RequestRejectedError(LLMCallError):
     """The endpoint refused the request for a reason a retry cannot fix (400, 401, 403, 404, 422...)."""
+
+
+def carry_usage(exc: BaseException, usage: TokenUsage) -> None:
+    """Make `exc` carry `usage` (tokens spent before it was raised) on top of any it already carries,
+    so the pipeline records them on the failed sample (`pipeline.graph.spent_usage`)."""
+    spent = getattr(exc, "usage", None)
+    try:
+        exc.usage = usage.add(spent) if isinstance(spent, TokenUsage) else usage  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type without a __dict__: the tokens stay in the run's totals only
+        pass

@@ -21,6 +21,7 @@ from agents.base import AgentContext, ImageSet, Pairer, WorkItem
 from agents.llm.client import LLMClient
 from agents.llm.config import SET_SOURCES, LLMConfig
 from agents.llm.describer import Describer
+from agents.llm.errors import carry_usage
 from agents.llm.grouping import related_groups
 from schemas import LETTERS, Domain, TokenUsage
 from schemas.errors import ConfigError
@@ -95,22 +96,31 @@ class LLMPairer:
         usage = TokenUsage()
         if self.config.set_mix.get("related", 0.0) > 0 and self._groups is None:
             usage = await self._group(ctx)
-        drawn = self._source(rng)
-        failed: list[str] = []
-        for source in self._fallbacks(drawn):
-            try:
-                images, u = await self._make(source, item, ctx, rng)
-                break
-            except ValueError as e:  # e.g. no photo of the pool can hold a procedural edit
-                failed.append(f"{source}: {e}")
-        else:
-            raise ValueError("; ".join(failed))
+        try:
+            images, source, drawn, u = await self._first_set(item, ctx, rng)
+        except Exception as e:
+            carry_usage(e, usage)  # the describer's pass rides on this item: a failure must not lose it
+            raise
         usage = usage.add(u)
         images = self._with_domain(images)
         record = {**images.construction, "set_source": source, "set_mix": dict(self.config.set_mix)}
         if source != drawn:
             record["set_drawn"] = drawn  # the drawn source could not make a set on this pool
         return images.model_copy(update={"construction": record}), usage
+
+    async def _first_set(
+        self, item: WorkItem, ctx: AgentContext, rng: random.Random
+    ) -> tuple[ImageSet, str, str, TokenUsage]:
+        """The set of the drawn source, or of the first fallback that can make one: (set, source, drawn, usage)."""
+        drawn = self._source(rng)
+        failed: list[str] = []
+        for source in self._fallbacks(drawn):
+            try:
+                images, u = await self._make(source, item, ctx, rng)
+                return images, source, drawn, u
+            except ValueError as e:  # e.g. no photo of the pool can hold a procedural edit
+                failed.append(f"{source}: {e}")
+        raise ValueError("; ".join(failed))
 
     def _fallbacks(self, drawn: str) -> list[str]:
         """The drawn source, then the other sources the mix weighs above 0 (related only with groups)."""

@@ -135,6 +135,11 @@ def test_faults_end_in_accepted_rejected_or_failed_with_reason(tmp_path, photo_d
             # retry is held to half its timeout (a storm would come within milliseconds)
             floor = {"429": 0.1, "hang": 0.25}.get(prev.fault, 0.025)
             assert nxt.t - prev.t >= floor * 0.95, (prev, nxt)
-    examples = collect_stats(cfg.out)["failure_examples"].values()
-    for text in examples:  # ... each recorded with its reason
+    st = collect_stats(cfg.out)
+    for text in st["failure_examples"].values():  # ... each recorded with its reason
         assert "malformed_output: " in text or " attempts" in text, text
+    # what failed items spent is counted by agent too: the parts add up to the run's totals
+    parts = st["agents"]["usage_by_part"]
+    assert summary.failed > 0 and "describer" in parts
+    assert sum(p["calls"] for p in parts.values()) == st["tokens"]["calls"]
+    assert sum(p["tokens"] for p in parts.values()) == st["tokens"]["prompt"] + st["tokens"]["completion"]
