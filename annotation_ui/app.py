@@ -27,7 +27,8 @@ KEYS_HTML = (
     "<kbd>1</kbd>–<kbd>7</kbd> reason, <kbd>Enter</kbd> confirm · <kbd>e</kbd> edit, "
     "<kbd>Ctrl</kbd>+<kbd>Enter</kbd> save · <kbd>s</kbd> skip · <kbd>b</kbd> boxes · "
     "<kbd>Esc</kbd> cancel or leave a field · "
-    "click an image for full size. Keys are ignored while you type in a field.</div>"
+    "<kbd>z</kbd> or click an image: compare the set (zoom at the pointer in every image, <kbd>x</kbd> flicker, "
+    "<kbd>g</kbd> go to box). Keys are ignored while you type in a field.</div>"
 )
 OPEN_ANNOTATOR = "local"
 
@@ -38,8 +39,9 @@ def _asset(name: str) -> str:
 
 
 def head_html() -> str:
-    """The `<head>` addition: our stylesheet (unscoped, so it reaches body classes and the viewer) and script."""
-    return f"<style>{_asset('static/review.css')}</style><script>{_asset('static/review.js')}</script>"
+    """The `<head>` addition: our stylesheet (unscoped, so it reaches body classes and the viewer) and scripts."""
+    scripts = "".join(f"<script>{_asset(f'static/{name}')}</script>" for name in ("viewer.js", "review.js"))
+    return f"<style>{_asset('static/review.css')}</style>{scripts}"
 
 
 def build_demo(

@@ -101,7 +101,8 @@ def images_html(sample: Sample) -> str:
         )
         figs.append(
             f'<figure class="mifg-fig" style="flex:{aspects[i]:.4f} 1 0%">'
-            f'<div class="mifg-imgwrap" title="Click to open full size" data-index="{i + 1}">{body}{boxes}</div>'
+            f'<div class="mifg-imgwrap" title="Click to compare the images (z)" data-index="{i + 1}">'
+            f"{body}{boxes}</div>"
             f"<figcaption><b>Image {i + 1}</b> · {meta.width}×{meta.height}"
             f"{' · ' + str(sum(b.image_index == i for b in sample.evidence)) + ' box(es)' if sample.evidence else ''}"
             f"</figcaption></figure>"

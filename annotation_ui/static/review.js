@@ -1,4 +1,4 @@
-// mifg review: keyboard shortcuts and the full-size image viewer.
+// mifg review: keyboard shortcuts; the set viewer itself is viewer.js.
 // Shortcuts never fire while the annotator is typing in a text field (Escape leaves the field).
 (() => {
   if (window.__mifgReview) return;
@@ -35,72 +35,22 @@
     if (box) box.click();
   }
 
-  // ---- full-size viewer -------------------------------------------------------------------
-  let viewer = null;
-  let zoom = 1;
-
-  function layoutViewer() {
-    if (!viewer) return;
-    const wrap = viewer.querySelector(".mifg-imgwrap");
-    const img = wrap && wrap.querySelector("img");
-    if (!img || !img.naturalWidth) return;
-    const fit = Math.min((window.innerWidth * 0.94) / img.naturalWidth, (window.innerHeight * 0.86) / img.naturalHeight);
-    wrap.style.width = Math.round(img.naturalWidth * fit * zoom) + "px";
-    viewer.querySelector(".mifg-lb-zoom").textContent = zoom + "×";
-  }
-
-  function openViewer(wrap) {
-    closeViewer();
-    zoom = 1;
-    viewer = document.createElement("div");
-    viewer.className = "mifg-lightbox";
-    viewer.setAttribute("role", "dialog");
-    const bar = document.createElement("div");
-    bar.className = "mifg-lb-bar";
-    bar.innerHTML =
-      '<b>Image ' + (wrap.dataset.index || "") + '</b><span class="mifg-lb-zoom">1×</span>' +
-      '<span class="mifg-lb-help">click or <kbd>+</kbd>/<kbd>−</kbd> to zoom · <kbd>b</kbd> boxes · <kbd>Esc</kbd> close</span>' +
-      '<button type="button" class="mifg-lb-close" aria-label="Close">×</button>';
-    const stage = document.createElement("div");
-    stage.className = "mifg-lb-stage";
-    const copy = wrap.cloneNode(true);
-    copy.removeAttribute("title");
-    stage.appendChild(copy);
-    viewer.append(bar, stage);
-    document.body.appendChild(viewer);
-    const img = copy.querySelector("img");
-    if (img) img.complete ? layoutViewer() : img.addEventListener("load", layoutViewer);
-    bar.querySelector(".mifg-lb-close").addEventListener("click", closeViewer);
-    stage.addEventListener("click", (ev) => {
-      if (ev.target === stage) return closeViewer();
-      zoom = zoom >= 4 ? 1 : zoom * 2;
-      layoutViewer();
-    });
-  }
-
-  function closeViewer() {
-    if (viewer) viewer.remove();
-    viewer = null;
-  }
-
-  window.addEventListener("resize", layoutViewer);
+  // ---- the set viewer (viewer.js): click an image, or press z --------------------------------
+  const viewer = () => window.__mifgViewer;
   document.addEventListener("click", (ev) => {
     const wrap = ev.target.closest ? ev.target.closest(".mifg-imgwrap") : null;
-    if (wrap && !wrap.closest(".mifg-lightbox")) openViewer(wrap);
+    if (wrap && !wrap.closest(".mifg-lightbox") && viewer()) viewer().open(Number(wrap.dataset.index || 1));
   });
 
   // ---- keyboard ---------------------------------------------------------------------------
   document.addEventListener("keydown", (ev) => {
     if (ev.defaultPrevented || ev.isComposing) return;
     const k = ev.key;
-    if (viewer) {
-      if (k === "Escape") closeViewer();
-      else if (k === "+" || k === "=") { zoom = Math.min(8, zoom * 2); layoutViewer(); }
-      else if (k === "-" || k === "_") { zoom = Math.max(1, zoom / 2); layoutViewer(); }
-      else if (k === "b") toggleBoxes();
-      else return;
-      ev.preventDefault();
-      return;
+    if (viewer() && viewer().isOpen()) {
+      const done = viewer().key(ev);
+      if (done === "boxes") toggleBoxes();
+      if (done) ev.preventDefault();
+      return; // nothing behind the viewer reacts while it is open
     }
     const active = document.activeElement;
     const editOpen = shown(byId("mifg-edit-panel"));
@@ -127,6 +77,7 @@
     else if (k === "e") press("mifg-edit");
     else if (k === "s") press("mifg-skip");
     else if (k === "b") toggleBoxes();
+    else if (k === "z" && viewer()) viewer().open(1);
     else if (k === "Escape") press(editOpen ? "mifg-cancel-edit" : skipOpen ? "mifg-cancel-skip" : "mifg-cancel-reject");
     else if (k === "Enter" && skipOpen) press("mifg-confirm-skip");
     else if (k === "Enter" && rejectOpen) press("mifg-confirm-reject");

@@ -168,6 +168,89 @@ def test_annotator_keyboard_flow_survives_reload(browser, tmp_path: Path) -> Non
         page.context.close()
 
 
+_PANES = """() => [...document.querySelectorAll('.mifg-cmp-pane')].filter(p => p.style.display !== 'none').map(p => {
+  const w = p.querySelector('.mifg-cmp-wrap'), r = p.getBoundingClientRect(), q = w.getBoundingClientRect();
+  return {left: r.left, top: r.top, pw: r.width, ph: r.height, x: q.left, y: q.top, w: q.width, h: q.height,
+          showing: p.dataset.showing || ''};
+})"""
+
+
+def _image_point(pane: dict, cx: float, cy: float) -> tuple[float, float]:
+    """The image-relative point drawn at client position (cx, cy) of a pane."""
+    return (cx - pane["x"]) / pane["w"], (cy - pane["y"]) / pane["h"]
+
+
+def test_set_viewer_zooms_every_image_at_the_pointer_and_flickers(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    run = tmp_path / "viewer-run"
+    ShardWriter(run, "main").write([photo_sample(1, n_images=3)])
+    with serve(run, overlap=1) as (url, store):
+        page, _, _ = _login(browser, url, "alice")
+        page.keyboard.press("z")
+        expect(page.locator(".mifg-cmp-pane")).to_have_count(3)
+        page.wait_for_function("() => [...document.querySelectorAll('.mifg-cmp-wrap img')].every(i => i.naturalWidth)")
+        first = page.evaluate(_PANES)[0]
+        # the pointer at 30% / 60% of the first pane: that image point must stay under it after zooming
+        px, py = first["left"] + 0.3 * first["pw"], first["top"] + 0.6 * first["ph"]
+        before = _image_point(first, px, py)
+        page.mouse.move(px, py)
+        for _ in range(4):
+            page.mouse.wheel(0, -100)
+        page.wait_for_function("() => window.__mifgViewer.state().zoom > 2")
+        panes = page.evaluate(_PANES)
+        after = _image_point(panes[0], px, py)
+        assert abs(after[0] - before[0]) < 0.01 and abs(after[1] - before[1]) < 0.01, (before, after)
+        assert panes[0]["w"] > 2 * first["w"]  # it did zoom
+        page.keyboard.press("b")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "compare.png"))
+        page.keyboard.press("b")
+        # ... and every pane shows the same region: the same image point at the same place in its pane
+        for p in panes[1:]:
+            q = _image_point(p, p["left"] + 0.3 * p["pw"], p["top"] + 0.6 * p["ph"])
+            assert abs(q[0] - before[0]) < 0.02 and abs(q[1] - before[1]) < 0.02, (p, q)
+        # dragging pans them all alike
+        page.mouse.move(px, py)
+        page.mouse.down()
+        page.mouse.move(px - 80, py - 40, steps=4)
+        page.mouse.up()
+        panned = page.evaluate(_PANES)
+        shifts = {(round(p["x"] - o["x"]), round(p["y"] - o["y"])) for p, o in zip(panned, panes, strict=True)}
+        assert shifts == {(-80, -40)}, shifts
+        # 1:1 shows one image pixel per screen pixel; 0 fits again
+        page.keyboard.press("1")
+        size = page.evaluate("() => document.querySelector('.mifg-cmp-wrap img').naturalWidth")
+        assert abs(page.evaluate(_PANES)[0]["w"] - size) < 1
+        page.keyboard.press("0")
+        assert page.evaluate("() => window.__mifgViewer.state()")["zoom"] == 1
+        # flicker: one pane, alternating between Image 1 and its partner
+        page.keyboard.press("x")
+        page.wait_for_function("() => window.__mifgViewer.state().flicker")
+        assert len(page.evaluate(_PANES)) == 1
+        seen = set()
+        deadline = time.monotonic() + 5
+        while len(seen) < 2 and time.monotonic() < deadline:
+            seen.add(page.evaluate(_PANES)[0]["showing"])
+            page.wait_for_timeout(100)
+        assert seen == {"1", "2"}, seen
+        page.keyboard.press("]")
+        assert page.evaluate("() => window.__mifgViewer.state()")["partner"] == 3
+        # g centres an evidence box and shows the boxes
+        page.keyboard.press("x")
+        page.keyboard.press("g")
+        state = page.evaluate("() => window.__mifgViewer.state()")
+        assert state["box"] == 0 and state["zoom"] > 1
+        assert page.evaluate("() => document.body.classList.contains('mifg-show-boxes')")
+        # keys go to the viewer while it is open: 'a' does not accept behind it
+        page.keyboard.press("a")
+        page.wait_for_timeout(300)
+        assert store.decisions() == []
+        page.keyboard.press("Escape")
+        expect(page.locator(".mifg-cmp")).to_have_count(0)
+        page.context.close()
+
+
 def test_two_annotators_overlap_two_and_agreement(browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
