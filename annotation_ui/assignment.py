@@ -51,32 +51,49 @@ def claim(c: sqlite3.Connection, annotator: str, overlap: int, now: float, lease
         release(c, sample_id, annotator)
         dropped.append(sample_id)
 
-    row = c.execute(
-        """
-        SELECT s.id FROM samples s JOIN assignments a ON a.sample_id = s.id
-        WHERE s.n_assigned > 0 AND s.n_done < :overlap AND s.quarantined = 0
-        GROUP BY s.id
-        HAVING SUM(a.annotator = :me) = 0 AND SUM(a.done = 1 OR a.lease_until > :now) < :overlap
-        ORDER BY SUM(a.done = 1 OR a.lease_until > :now) DESC, s.seq
-        LIMIT 1
-        """,
-        {"overlap": overlap, "me": annotator, "now": now},
-    ).fetchone()
-    how = "overlap"
-    if row is None:
-        row = c.execute(
-            "SELECT id FROM samples WHERE n_assigned = 0 AND quarantined = 0 ORDER BY seq LIMIT 1"
-        ).fetchone()
-        how = "new"
-    if row is None:
+    found = _unstarted_or_overlap(c, annotator, overlap, now, "")
+    if found is None:
         return Claim(None, "", dropped)
-    sample_id = row[0]
+    sample_id, how = found
     c.execute(
         "INSERT INTO assignments (sample_id, annotator, assigned_at, lease_until) VALUES (?, ?, ?, ?)",
         (sample_id, annotator, now, now + lease_seconds),
     )
     c.execute("UPDATE samples SET n_assigned = n_assigned + 1 WHERE id = ?", (sample_id,))
     return Claim(sample_id, how, dropped)
+
+
+def _unstarted_or_overlap(
+    c: sqlite3.Connection, annotator: str, overlap: int, now: float, besides: str
+) -> tuple[str, str] | None:
+    """Rules 2 and 3: (sample id, "overlap" | "new") of the sample to give next, other than `besides`."""
+    row = c.execute(
+        """
+        SELECT s.id FROM samples s JOIN assignments a ON a.sample_id = s.id
+        WHERE s.n_assigned > 0 AND s.n_done < :overlap AND s.quarantined = 0 AND s.id != :besides
+        GROUP BY s.id
+        HAVING SUM(a.annotator = :me) = 0 AND SUM(a.done = 1 OR a.lease_until > :now) < :overlap
+        ORDER BY SUM(a.done = 1 OR a.lease_until > :now) DESC, s.seq
+        LIMIT 1
+        """,
+        {"overlap": overlap, "me": annotator, "now": now, "besides": besides},
+    ).fetchone()
+    if row is not None:
+        return row[0], "overlap"
+    row = c.execute(
+        "SELECT id FROM samples WHERE n_assigned = 0 AND quarantined = 0 AND id != ? ORDER BY seq LIMIT 1", (besides,)
+    ).fetchone()
+    return None if row is None else (row[0], "new")
+
+
+def likely_next(c: sqlite3.Connection, annotator: str, overlap: int, now: float, current: str) -> str | None:
+    """The sample `annotator` will most likely be given after `current` (read only: nothing is leased).
+
+    A guess for prefetching its images: another annotator may take it first, and then the browser has
+    fetched a few images for nothing.
+    """
+    found = _unstarted_or_overlap(c, annotator, overlap, now, current)
+    return None if found is None else found[0]
 
 
 def release(c: sqlite3.Connection, sample_id: str, annotator: str) -> bool:

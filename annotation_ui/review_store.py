@@ -494,6 +494,11 @@ class ReviewStore:
                 self._audit(c, annotator, "claim", got.sample_id, {"how": got.how, "lease_until": until})
             return got.sample_id
 
+    def likely_next(self, annotator: str, current: str) -> str | None:
+        """The sample `annotator` will most likely get after `current` (nothing leased; for prefetching)."""
+        with self._lock:
+            return assignment.likely_next(self._conn, annotator, self.overlap, self.clock(), current)
+
     def skip(self, annotator: str, sample_id: str, reason: str, note: str = "") -> None:
         """Hand an undecided sample back with a reason; it is never given to `annotator` again."""
         check_annotator(annotator)

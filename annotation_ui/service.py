@@ -98,7 +98,7 @@ class ReviewService:
         progress = render.progress_html(annotator, self.store.progress(annotator))
         return Screen(
             sid,
-            render.images_html(sample),
+            render.images_html(sample, self._prefetch(annotator, sid)),
             render.question_html(sample),
             progress,
             render.message_html(message, kind),
@@ -109,6 +109,16 @@ class ReviewService:
             answer_choices=list(LETTERS[: max(len(sample.options), 2)]),
             saved=saved,
         )
+
+    def _prefetch(self, annotator: str, current: str) -> str:
+        """Prefetch hints for the sample likely to come after `current` (none when the guess fails)."""
+        nxt = self.store.likely_next(annotator, current)
+        if nxt is None:
+            return ""
+        try:
+            return render.prefetch_html(self.store.load_sample(nxt))
+        except SAMPLE_LOAD_ERRORS:  # it is set aside when it is given out; a hint is not worth more
+            return ""
 
     def _refused(self, annotator: str, sample_id: str | None, message: str) -> Screen:
         """Keep the current screen; only the message changes."""

@@ -114,10 +114,20 @@ def test_annotator_keyboard_flow_survives_reload(browser, tmp_path: Path) -> Non
         _settle(page)
         page.screenshot(path=str(SHOTS / "review.png"))
 
+        # the next sample's images are fetched while this one is on screen ...
+        hinted = page.eval_on_selector_all("#mifg-images link[rel=prefetch]", "ls => ls.map(l => l.href)")
+        assert hinted
+        page.wait_for_function(
+            "(urls) => urls.every(u => performance.getEntriesByName(u).length > 0)", arg=hinted, timeout=10_000
+        )
+
         # accept by keyboard
         page.keyboard.press("a")
         _wait_msg(page, "Accepted")
         assert [(d.annotator, d.decision) for d in store.decisions()] == [("alice", "accept")]
+        # ... and are the ones shown next
+        shown = page.eval_on_selector_all("#mifg-images img.mifg-img", "is => is.map(i => i.src)")
+        assert set(shown) == set(hinted)
 
         # reject with a reason: r, 1, Enter
         page.keyboard.press("r")

@@ -148,3 +148,18 @@ def test_a_sample_that_cannot_be_shown_is_set_aside_and_the_next_one_shown(open_
     assert "Quarantined rows (4)" in svc.dashboard()
     again = svc.current("alice")  # a reload shows the same good sample, no error
     assert again.sample_id == ids[4] and "set aside" not in again.message
+
+
+def test_each_screen_prefetches_the_images_of_the_sample_likely_next(open_store) -> None:
+    import re
+
+    svc = ReviewService(open_store())
+    first = svc.current("alice")
+    hinted = re.findall(r'<link rel="prefetch" as="image" href="([^"]+)">', first.images)
+    shown = set(re.findall(r'<img class="mifg-img[^"]*" src="([^"]+)"', first.images))
+    assert hinted and not set(hinted) & shown  # the next sample's images, not this one's
+    nxt = svc.accept("alice", first.sample_id)
+    assert set(re.findall(r'<img class="mifg-img[^"]*" src="([^"]+)"', nxt.images)) == set(hinted)
+    # nothing was leased by the guess: another annotator still gets the sample after alice's first
+    assert svc.store.likely_next("bob", "") is not None
+    assert svc.current("bob").sample_id != nxt.sample_id
