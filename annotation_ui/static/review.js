@@ -42,6 +42,30 @@
     if (wrap && !wrap.closest(".mifg-lightbox") && viewer()) viewer().open(Number(wrap.dataset.index || 1));
   });
 
+  // ---- panels in view ------------------------------------------------------------------------
+  // On a 1366 x 768 screen the reject / edit / skip panels open below the fold: bring each into view
+  // once Gradio has shown it (it does so after a round trip), whether opened by key or by mouse.
+  const PANELS = { "mifg-reject": "mifg-reject-panel", "mifg-edit": "mifg-edit-panel", "mifg-skip": "mifg-skip-panel" };
+
+  function reveal(id) {
+    const t0 = performance.now();
+    const step = () => {
+      const el = byId(id);
+      if (shown(el)) {
+        el.scrollIntoView({ block: "nearest" });
+        return;
+      }
+      if (performance.now() - t0 < 5000) requestAnimationFrame(step);
+    };
+    requestAnimationFrame(step);
+  }
+
+  document.addEventListener("click", (ev) => {
+    for (const [button, panel] of Object.entries(PANELS)) {
+      if (ev.target.closest && ev.target.closest("#" + button)) reveal(panel);
+    }
+  });
+
   // ---- keyboard ---------------------------------------------------------------------------
   document.addEventListener("keydown", (ev) => {
     if (ev.defaultPrevented || ev.isComposing) return;

@@ -46,10 +46,10 @@ def browser():
         b.close()
 
 
-def _login(browser, url: str, name: str, shot: str | None = None):
+def _login(browser, url: str, name: str, shot: str | None = None, size: tuple[int, int] = (1440, 900)):
     from playwright.sync_api import expect
 
-    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})
     page = ctx.new_page()
     page.set_default_timeout(15000)
     hosts: set[str] = set()
@@ -258,6 +258,43 @@ def test_set_viewer_zooms_every_image_at_the_pointer_and_flickers(browser, tmp_p
         assert store.decisions() == []
         page.keyboard.press("Escape")
         expect(page.locator(".mifg-cmp")).to_have_count(0)
+        page.context.close()
+
+
+_IN_VIEW = """(sel) => {
+  const e = [...document.querySelectorAll(sel)]
+    .find(x => x.offsetParent !== null || getComputedStyle(x).position === 'fixed');
+  if (!e) return false;
+  const r = e.getBoundingClientRect();
+  return r.top >= 0 && r.bottom <= innerHeight + 1 && r.height > 0;
+}"""
+
+
+def test_panels_and_messages_are_in_view_on_a_small_laptop_screen(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    run = tmp_path / "small-screen-run"
+    ShardWriter(run, "main").write([photo_sample(i) for i in range(2)])
+    with serve(run, overlap=1) as (url, store):
+        page, _, _ = _login(browser, url, "alice", size=(1366, 768))
+        for key, panel, confirm in (
+            ("r", "#mifg-reject-panel", "#mifg-confirm-reject"),
+            ("s", "#mifg-skip-panel", "#mifg-confirm-skip"),
+            ("e", "#mifg-edit-panel", "#mifg-save-edit"),
+        ):
+            page.keyboard.press(key)
+            expect(page.locator(panel).first).to_be_visible()
+            page.wait_for_function(_IN_VIEW, arg=confirm, timeout=10_000)  # scrolled into view, not below the fold
+            if key != "e":
+                page.keyboard.press("Escape")
+                expect(page.locator(panel).first).to_be_hidden()
+        # a refused edit says so where the annotator is looking (the page is scrolled down to the panel)
+        page.locator("#mifg-e-evidence textarea").fill("1: 0.2 0.2 1.5 0.3")
+        page.keyboard.press("Control+Enter")
+        _wait_msg(page, "Edit not saved")
+        assert page.evaluate("() => scrollY") > 0
+        assert page.evaluate(_IN_VIEW, "#mifg-message .mifg-msg")
+        assert store.decisions() == []
         page.context.close()
 
 
