@@ -38,9 +38,12 @@ def _asset(name: str) -> str:
     return (Path(__file__).parent / name).read_text("utf-8")
 
 
+SCRIPTS = ("viewer.js", "drafts.js", "review.js")  # the set viewer, drafts kept across a reload, the keys
+
+
 def head_html() -> str:
     """The `<head>` addition: our stylesheet (unscoped, so it reaches body classes and the viewer) and scripts."""
-    scripts = "".join(f"<script>{_asset(f'static/{name}')}</script>" for name in ("viewer.js", "review.js"))
+    scripts = "".join(f"<script>{_asset(f'static/{name}')}</script>" for name in SCRIPTS)
     return f"<style>{_asset('static/review.css')}</style>{scripts}"
 
 

@@ -61,6 +61,12 @@
   }
 
   document.addEventListener("click", (ev) => {
+    // a mouse click leaves the focus on the button, where Enter would press it again (accepting the next
+    // sample) and the shortcuts would not reach their panel: after a click the keys mean what they mean
+    const clicked = ev.target.closest && ev.target.closest("button");
+    if (clicked && ev.detail > 0 && clicked.closest("#mifg-actions, #mifg-reject-panel, #mifg-skip-panel, #mifg-edit-panel")) {
+      clicked.blur();
+    }
     for (const [button, panel] of Object.entries(PANELS)) {
       if (ev.target.closest && ev.target.closest("#" + button)) reveal(panel);
     }

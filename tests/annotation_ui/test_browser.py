@@ -298,6 +298,74 @@ def test_panels_and_messages_are_in_view_on_a_small_laptop_screen(browser, tmp_p
         page.context.close()
 
 
+def test_typed_reasons_and_edits_survive_a_reload_and_cancel_forgets_them(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    run = tmp_path / "drafts-run"
+    ShardWriter(run, "main").write([photo_sample(i) for i in range(2)])
+    with serve(run, overlap=1) as (url, store):
+        page, _, _ = _login(browser, url, "alice")
+        first = _shown_id(page)
+        note = page.locator("#mifg-note textarea")
+        page.keyboard.press("r")
+        expect(note).to_be_visible()
+        page.keyboard.press("2")
+        note.fill("the box is on the wrong image")
+        page.reload()
+        expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+        assert _shown_id(page) == first
+        page.keyboard.press("r")
+        expect(note).to_have_value("the box is on the wrong image")
+        checked = page.locator("#mifg-reason input[type=radio]").nth(1)
+        expect(checked).to_be_checked()
+        page.keyboard.press("Escape")  # cancel forgets the draft
+        expect(note).to_be_hidden()
+        page.reload()
+        expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+        page.keyboard.press("r")
+        expect(note).to_be_visible()
+        page.wait_for_timeout(400)
+        expect(note).to_have_value("")
+        page.keyboard.press("Escape")
+        # an edit in progress comes back too, and is what gets saved
+        page.keyboard.press("e")
+        q = page.locator("#mifg-e-question textarea")
+        expect(q).to_be_visible()
+        q.fill("Which image shows the recoloured patch?")
+        page.reload()
+        expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+        page.keyboard.press("e")
+        expect(q).to_have_value("Which image shows the recoloured patch?")
+        page.keyboard.press("Control+Enter")
+        _wait_msg(page, "Edited and accepted")
+        (edit,) = store.decisions(with_edits=True)
+        assert edit.sample_id.startswith(first) and edit.edited.question == "Which image shows the recoloured patch?"
+        page.context.close()
+
+
+def test_keys_mean_the_same_after_mouse_clicks(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    run = tmp_path / "mouse-run"
+    ShardWriter(run, "main").write([photo_sample(i) for i in range(3)])
+    with serve(run, overlap=1) as (url, store):
+        page, _, _ = _login(browser, url, "alice")
+        first = _shown_id(page)
+        page.locator("#mifg-accept").click()  # by mouse
+        _wait_msg(page, "Accepted")
+        _wait_for(lambda: _shown_id(page) != first, "the next sample")
+        page.keyboard.press("Enter")  # must not accept the next sample through the focused button
+        page.wait_for_timeout(600)
+        assert [d.decision for d in store.decisions()] == ["accept"]
+        page.locator("#mifg-reject").click()  # by mouse; then the keys pick a reason and confirm
+        expect(page.locator("#mifg-reject-panel").first).to_be_visible()
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")
+        _wait_msg(page, "Rejected")
+        assert [d.decision for d in store.decisions()] == ["accept", "reject"]
+        page.context.close()
+
+
 def test_two_annotators_overlap_two_and_agreement(browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
