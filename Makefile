@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 TORCH := $(or $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)),torch==2.13.0)
 DEMO_N ?= 320
 CONSUMERS ?= .venv-consumers
+VERL ?= .venv-verl
 
-.PHONY: setup lock browser demo test test-fast test-consumers consumers-env lint format clean
+.PHONY: setup lock browser demo test test-fast test-consumers consumers-env verl-env lock-verl test-verl lint format clean
 
 setup: $(VENV)/.installed
 
@@ -58,6 +59,29 @@ $(CONSUMERS)/.installed: requirements-consumers.lock
 
 test-consumers: setup consumers-env
 	MIFG_CONSUMERS_PYTHON=$(abspath $(CONSUMERS))/bin/python $(BIN)/pytest -q -m consumers -rs
+
+# verl (the scale-out RL engine, `mifg train --engine verl`) in an environment of its own: it pins
+# its own transformers and brings ray. requirements-verl.lock pins it with CPU torch (`make lock-verl`
+# writes it); mifg goes in editable, no deps, for rl/'s agent loop (rl/verl_agent_loop.py).
+# `make test-verl` runs the tests marked `verl`; `make test` skips them without this environment.
+VERL_REQS := verl[verl-core]==0.9.1\ntorch==2.13.0\npydantic>=2.7,<3\npyarrow>=15\npillow>=10.3\nnumpy>=1.26\npyyaml>=6\n
+
+verl-env: $(VERL)/.installed
+
+$(VERL)/.installed: requirements-verl.lock pyproject.toml
+	command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+	test -x $(VERL)/bin/python || uv venv -q -p python3 $(VERL)
+	uv pip install -q -p $(VERL)/bin/python --compile-bytecode -r requirements-verl.lock "$(TORCH)"
+	uv pip install -q -p $(VERL)/bin/python --no-deps -e .
+	touch $@
+
+lock-verl:
+	printf '$(VERL_REQS)' | uv pip compile -q - --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+		--find-links /opt/wheels --custom-compile-command "make lock-verl" -o requirements-verl.lock
+	sed -i 's/^torch==2\.13\.0+cpu$$/torch==2.13.0/' requirements-verl.lock
+
+test-verl: setup verl-env
+	MIFG_VERL_PYTHON=$(abspath $(VERL))/bin/python $(BIN)/pytest -q -m verl -rs
 
 lint: setup
 	$(BIN)/ruff check .

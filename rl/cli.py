@@ -76,6 +76,19 @@ def _train(data: str, out: str, config: str | None, overrides: list[dict], resum
     return Trainer(cfg, step_lines=not quiet).run(resume=resume)
 
 
+def _train_verl(
+    data: str, out: str, config: str | None, overrides: list[dict], resume: bool, dry_run: bool, verl_sets: list[str]
+) -> int:
+    """--engine verl: the same TrainConfig as a checked verl config (rl/verl_engine.py); launch unless dry_run."""
+    from rl.config import load_config
+    from rl.verl_engine import train
+
+    if resume:
+        raise ConfigError("--resume is for --engine native: verl resumes from OUT/ckpt itself (trainer.resume_mode)")
+    cfg = load_config(config, [{"policy": {"kind": "hf"}}, *overrides, {"data": data, "out": out}])
+    return train(cfg, data, out, verl_sets, dry_run)
+
+
 def register(app: typer.Typer) -> None:
     """Add the training commands to the `mifg` app."""
 
@@ -99,6 +112,16 @@ def register(app: typer.Typer) -> None:
         no_traj_mask: bool = typer.Option(False, "--no-traj-mask", help="Ablation: no trajectory-level masking."),
         allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Also use non-accepted rows."),
         quiet: bool = typer.Option(False, "--quiet", help="A line every 25 steps instead of every step."),
+        engine: str = typer.Option(
+            "native",
+            "--engine",
+            help="native (rl/trainer.py: CPU, one GPU, DDP, attention analysis) | verl (scale-out: DATA is a "
+            "`mifg export --format verl` dir; writes OUT/verl_config.yaml, checks it with verl, launches main_ppo).",
+        ),
+        dry_run: bool = typer.Option(False, "--dry-run", help="verl: write and check the config, print the launch."),
+        verl_sets: list[str] = typer.Option(
+            [], "-o", "--override", help="verl: a Hydra override of verl's config, e.g. -o trainer.n_gpus_per_node=8."
+        ),
     ) -> None:
         """Train a policy with masked multi-turn GRPO on verified samples."""
         ov = _overrides(policy, model_path, steps, seed, sets, no_tools, no_traj_mask)
@@ -106,6 +129,15 @@ def register(app: typer.Typer) -> None:
             ov.append({"eval_data": eval_data})
         if allow_unverified:
             ov.append({"allow_unverified": True})
+        if engine == "verl":
+            rc = _train_verl(data, out, config, ov, resume, dry_run, verl_sets)
+            if rc:
+                raise typer.Exit(rc)
+            return
+        if engine != "native":
+            raise ConfigError(f"--engine {engine!r}: choose native or verl")
+        if dry_run or verl_sets:
+            raise ConfigError("--dry-run and -o are for --engine verl (the native engine takes --set KEY=VALUE)")
         _train(data, out, config, ov, resume, quiet)
 
     @app.command("eval")

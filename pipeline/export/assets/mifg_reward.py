@@ -62,11 +62,18 @@ def is_well_formed(solution_str: str) -> bool:
 
 
 def tool_was_used(solution_str: str, extra_info: dict | None) -> bool:
-    """Whether the rollout called a tool: verl's turn count (> 2 means a tool round), or a tool call tag."""
+    """Whether a tool call executed: the rollout's count of executed calls, else verl's turn count, else a tag.
+
+    Under verl's agent loops `tool_calls` counts the calls that ran (mifg_tools.py and mifg's IMAgent
+    loop set it); a loop that reports its tool rounds (`tool_rewards`) but no executed call means
+    none ran: an unknown tool, malformed arguments or a refused box earn no bonus.
+    """
     info = extra_info or {}
     for key in ("tool_calls", "tool_call_count"):
         if info.get(key) is not None:
             return bool(info[key])
+    if info.get("tool_rewards") is not None:  # verl's ToolAgentLoop ran and no call executed
+        return False
     turns = info.get("num_turns")
     try:
         if turns is not None:

@@ -6,6 +6,9 @@
 verl loads them from `tool_config.yaml` (`class_name: mifg_tools.VisualConfirmationTool`), so the
 export folder must be on PYTHONPATH (run_verl_grpo.sh does that). verl hands a tool only the row's
 `extra_info.tools_kwargs.<tool>.create_kwargs`, which is why each row carries its images there.
+A call that executes is counted in the rollout's `extra_fields["tool_calls"]` (verl's ToolAgentLoop
+passes its AgentData to `execute`; those fields reach the reward's `extra_info`): mifg_reward.py pays
+the tool bonus on that count, never for an unknown tool, malformed arguments or a box it refused.
 
 verl is imported only when available: outside verl (tests, inspection) minimal stand-ins for
 BaseTool and ToolResponse keep this file importable. Needs only Pillow besides verl.
@@ -50,6 +53,17 @@ ZOOM_SHORT_SIDE = 336  # the crop is upscaled so its short side is at least this
 MAX_SIDE = 1344  # ... and its long side at most this
 
 
+def record_call(kwargs: dict[str, Any]) -> None:
+    """Count one executed call in the rollout's extra_fields (verl's ToolAgentLoop passes `agent_data`)."""
+    fields = getattr(kwargs.get("agent_data"), "extra_fields", None)
+    if isinstance(fields, dict):
+        fields["tool_calls"] = int(fields.get("tool_calls") or 0) + 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def decode_image(item: Any) -> Image.Image:
     """A PIL image from what a row may carry: bytes, {"bytes": ...}, a data URL, a path, or a PIL image."""
     if isinstance(item, Image.Image):
@@ -69,10 +83,9 @@ def crop_box(bbox: list[float], width: int, height: int) -> tuple[int, int, int,
     """Pixel box for `bbox` (normalised [0,1] xyxy, or pixels if any value > 1), at least MIN_CROP_SIDE."""
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return None
-    try:
-        x1, y1, x2, y2 = (float(v) for v in bbox)
-    except (TypeError, ValueError):
-        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox):
+        return None  # numbers only, as the tool schema says: "0.2" is a malformed call, not a coordinate
+    x1, y1, x2, y2 = (float(v) for v in bbox)
     if max(x1, y1, x2, y2) <= 1.0:  # normalised, like the samples' evidence boxes
         x1, x2, y1, y2 = x1 * width, x2 * width, y1 * height, y2 * height
     x1, x2 = sorted((max(0.0, min(x1, width)), max(0.0, min(x2, width))))
@@ -145,12 +158,11 @@ class VisualReflectionTool(_ImageTool):
         """Return the requested images (1-based `image_indices`; all when empty)."""
         n = self._count(instance_id)
         wanted = parameters.get("image_indices") or list(range(1, n + 1))
-        if isinstance(wanted, int):
+        if _is_int(wanted):
             wanted = [wanted]
-        try:
-            indices = [int(i) for i in wanted]
-        except (TypeError, ValueError):
+        if not isinstance(wanted, list) or not all(_is_int(i) for i in wanted):
             return ToolResponse(text="Error: image_indices must be a list of image numbers."), 0.0, {"success": False}
+        indices = list(wanted)
         bad = [i for i in indices if not 1 <= i <= n]
         if bad:
             return ToolResponse(text=f"Error: image numbers must be 1..{n}, got {bad}."), 0.0, {"success": False}
@@ -158,6 +170,7 @@ class VisualReflectionTool(_ImageTool):
         text = (
             "Here " + ("is image " if len(indices) == 1 else "are images ") + ", ".join(map(str, indices)) + " again."
         )
+        record_call(kwargs)
         return ToolResponse(text=text, image=images), 0.0, {"success": True, "images": len(images)}
 
 
@@ -167,11 +180,8 @@ class VisualConfirmationTool(_ImageTool):
     async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs: Any) -> tuple[Any, float, dict]:
         """Zoom into `bbox_2d` of image `image_index` (1-based)."""
         n = self._count(instance_id)
-        try:
-            index = int(parameters.get("image_index", 1))
-        except (TypeError, ValueError):
-            index = 0
-        if not 1 <= index <= n:
+        index = parameters.get("image_index", 1)
+        if not _is_int(index) or not 1 <= index <= n:
             return ToolResponse(text=f"Error: image_index must be 1..{n}."), 0.0, {"success": False}
         image = self._image(instance_id, index - 1)
         box = crop_box(parameters.get("bbox_2d"), *image.size)
@@ -182,4 +192,5 @@ class VisualConfirmationTool(_ImageTool):
         text = (
             f"Zoomed into image {index}, region {list(box)} (pixels of the original {image.size[0]}x{image.size[1]})."
         )
+        record_call(kwargs)
         return ToolResponse(text=text, image=[crop]), 0.0, {"success": True, "crop": list(box)}
