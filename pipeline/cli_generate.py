@@ -66,6 +66,25 @@ def register(app: typer.Typer) -> None:
             None, "--workers", help="Processes running offline agents (CPU-bound); default: CPU cores, at most 8."
         ),
         shard: str | None = typer.Option(None, "--shard", help="i/N: run the items with index % N == i."),
+        executor: str = typer.Option(
+            "local",
+            "--executor",
+            help="local (this machine) or ray: --shards N Ray tasks, retried when a worker dies, merged at the end"
+            " (needs the optional ray extra).",
+        ),
+        shards: int | None = typer.Option(
+            None, "--shards", help="--executor ray: shards of the run (each a Ray task, tag s{i}of{N}); default 4."
+        ),
+        ray_address: str | None = typer.Option(
+            None,
+            "--ray-address",
+            help="--executor ray: a running cluster (auto or HOST:PORT); default: start one here.",
+        ),
+        ray_cpus: int | None = typer.Option(
+            None,
+            "--ray-cpus",
+            help="--executor ray: CPUs of the Ray instance started here (default: min(shards, cores)).",
+        ),
         seed: int = typer.Option(0, "--seed", help="Run seed; item seeds derive from it and the item index."),
         max_revisions: int = typer.Option(2, "--max-revisions", help="Critic -> writer revisions per sample."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run failed items again."),
@@ -132,8 +151,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(
                 "--workers applies to --backend offline; the openai backend runs many requests in one process"
             )
+        on_ray = _check_executor(executor, shard, shards, ray_address, ray_cpus, workers)
         if workers is None:
-            workers = min(os.cpu_count() or 1, 8) if backend == "offline" else 1
+            workers = min(os.cpu_count() or 1, 8) if backend == "offline" and not on_ray else 1
         base_url = base_url or os.environ.get("OPENAI_BASE_URL", "")
         shard_index, shard_count = parse_shard(shard)
         options: dict = parse_agent_options(agent_option)
@@ -169,6 +189,18 @@ def register(app: typer.Typer) -> None:
             follow_links=follow_links,
             validation=ValidationConfig(max_side=max_side, max_pixels=max_pixels),
         )
+        if on_ray:
+            from pipeline.executors.ray_executor import RayExecutor, require_ray
+            from pipeline.executors.ray_progress import format_job_summary
+
+            require_ray()  # before the agents are built: the missing extra is the first thing to hear about
+            _build_agents(backend, base_url, model or "", options)  # bad options and endpoint: one line, now
+            ray_job = RayExecutor(shards or 4, address=ray_address, cpus=ray_cpus, progress=not no_progress)
+            job = ray_job.execute(cfg)
+            typer.echo(format_job_summary(job))
+            if job.exit_code:
+                raise typer.Exit(job.exit_code)
+            return
         agents, factory = _build_agents(backend, base_url, model or "", options)
         summary = run(cfg, agents, factory=factory, progress=not no_progress)
         typer.echo(format_summary(summary))
@@ -201,6 +233,30 @@ def register(app: typer.Typer) -> None:
         )
         if s.identities_differ:
             typer.echo("note: the inputs were made with different settings (see merge.json)")
+
+
+def _check_executor(
+    executor: str, shard: str | None, shards: int | None, address: str | None, cpus: int | None, workers: int | None
+) -> bool:
+    """Check the executor flags together; True for `--executor ray`."""
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor {executor!r}: choose local or ray")
+    if executor == "local":
+        given = [
+            f for f, v in (("--shards", shards), ("--ray-address", address), ("--ray-cpus", cpus)) if v is not None
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --executor ray (or run --shard i/N yourself)")
+        return False
+    if shard is not None:
+        raise ConfigError("--shard i/N runs one shard; with --executor ray give --shards N and Ray runs them all")
+    if shards is not None and shards < 1:
+        raise ConfigError(f"--shards {shards}: give at least 1")
+    if address is not None and cpus is not None:
+        raise ConfigError("--ray-cpus sizes the Ray instance started here; a cluster at --ray-address has its own")
+    if workers not in (None, 1):
+        raise ConfigError("--workers: with --executor ray each shard is one process on one Ray CPU; use more --shards")
+    return True
 
 
 def parse_agent_options(pairs: list[str]) -> dict:

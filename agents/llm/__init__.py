@@ -22,7 +22,7 @@ from agents.llm.critic import LLMCritic
 from agents.llm.endpoint import check_endpoint
 from agents.llm.errors import LLMCallError, MalformedOutputError, RequestRejectedError, RetriesExhaustedError
 from agents.llm.pairer import LLMPairer
-from agents.llm.rate_limit import RateLimiter
+from agents.llm.rate_limit import RateLimiter, make_limiter
 from agents.llm.verifier import LLMVerifier
 from agents.llm.writer import LLMWriter
 from agents.prompts import FAMILIES, ROLES, load_family, load_prompt
@@ -35,7 +35,7 @@ def build_client(
     base_url: str, model: str, api_key: str | None, config: LLMConfig, budget: Budget | None = None
 ) -> LLMClient:
     """The client (and rate limiter) the agents of a run share; the budget may be shared with another."""
-    limiter = RateLimiter(config.requests_per_s, config.tokens_per_min, burst=config.burst)
+    limiter = make_limiter(base_url, config.requests_per_s, config.tokens_per_min, config.burst)
     return LLMClient(
         base_url,
         model,

@@ -4,6 +4,11 @@ Waiters queue on one lock and each computes its wait from the bucket as it is wh
 then takes its share only after sleeping. So the bound holds on the times requests are actually
 sent, even when the event loop stalls and several sleepers wake late together. Without limits
 `acquire` returns at once and costs nothing.
+
+`make_limiter` builds the limiter of one endpoint's client: this process's own `RateLimiter`, or,
+once `share_limits` was given a lookup (as each Ray shard does), a limiter that many processes share,
+so that N processes do not send N times the rate. A limiter is anything with `acquire(tokens)` and
+`waited_s`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 class TokenBucket:
@@ -93,3 +99,21 @@ class RateLimiter:
                 self.waited_s += delay
                 await asyncio.sleep(delay)
             self.take(tokens)
+
+
+_shared: Callable[[str], Any] | None = None  # endpoint URL -> a limiter shared across processes, or None
+
+
+def share_limits(lookup: Callable[[str], Any] | None) -> None:
+    """Make `make_limiter` use `lookup(endpoint)` (a shared limiter, or None for none) while set; None undoes it."""
+    global _shared
+    _shared = lookup
+
+
+def make_limiter(
+    endpoint: str, requests_per_s: float | None, tokens_per_min: float | None, burst: float | None = None
+) -> Any:
+    """The limiter of one endpoint's client: a shared one when `share_limits` has one for it, else its own."""
+    own = RateLimiter(requests_per_s, tokens_per_min, burst=burst)
+    shared = _shared(endpoint.rstrip("/")) if own.active and _shared is not None else None
+    return own if shared is None else shared
