@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
+import os
 import re
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -219,14 +221,28 @@ def test_run_script_points_at_the_export(verl):
     assert (verl.out / "run_verl_grpo.sh").stat().st_mode & 0o111
 
 
-@pytest.mark.skipif(not verl_installed, reason="verl is not installed (optional: heavy, needs CUDA torch)")
-def test_rlhf_dataset_reads_the_export(verl):  # pragma: no cover - only where verl is installed
-    from omegaconf import OmegaConf
-    from verl.utils.dataset.rl_dataset import RLHFDataset
+_RLHF_READS = """
+import sys
+from omegaconf import OmegaConf
+from verl.utils.dataset.rl_dataset import RLHFDataset
+config = OmegaConf.create({"image_key": "images", "prompt_key": "prompt", "filter_overlong_prompts": False})
+print(len(RLHFDataset(sys.argv[1], tokenizer=None, config=config)))
+"""
 
-    config = OmegaConf.create({"image_key": "images", "prompt_key": "prompt", "filter_overlong_prompts": False})
-    ds = RLHFDataset(str(verl.out / "train.parquet"), tokenizer=None, config=config)
-    assert len(ds) == verl.facts.rows("train")
+
+def test_rlhf_dataset_reads_the_export(verl):
+    """verl's own RLHFDataset reads the export, in verl's environment (`make verl-env`) or this one."""
+    import subprocess
+
+    python = os.environ.get("MIFG_VERL_PYTHON") or str(Path(__file__).resolve().parents[2] / ".venv-verl/bin/python")
+    if not verl_installed and not Path(python).exists():
+        pytest.skip(f"no verl here and no verl environment at {python} (make verl-env)")
+    exe = sys.executable if verl_installed else python
+    out = subprocess.run(
+        [exe, "-c", _RLHF_READS, str(verl.out / "train.parquet")], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip().splitlines()[-1]) == verl.facts.rows("train")
 
 
 def test_datasets_loads_the_verl_parquet_as_rlhf_dataset_does(verl, tmp_path):
