@@ -97,7 +97,8 @@ def _merge(dirs: list[Path], out: Path, idents: list, summary: MergeSummary, per
                 root = d / sub if sub else d
                 if not (root / MANIFESTS).is_dir():
                     continue
-                for item in StoreReader(root, "mifg merge").samples():
+                reader = StoreReader(root, "mifg merge")
+                for item in reader.samples():
                     sample = item.sample
                     if sample.id in seen:
                         summary.duplicates += 1
@@ -108,6 +109,8 @@ def _merge(dirs: list[Path], out: Path, idents: list, summary: MergeSummary, per
                         writer.write(buf)
                         summary.shards += 1
                         buf = []
+                # ids repeated within one input are dropped by its reader before they reach `seen`
+                summary.duplicates += reader.report.skipped["duplicate_id"]
             if buf:
                 writer.write(buf)
                 summary.shards += 1

@@ -309,3 +309,16 @@ def test_a_second_process_on_the_same_shard_is_refused(photo_dir, tmp_path):
         with pytest.raises(ConfigError, match="another mifg generate is running on shard main"):
             generate(_cfg(out, photo_dir, n=4), make_agents(), progress=False)
     assert generate(_cfg(out, photo_dir, n=4), make_agents(), progress=False).finished == 2
+
+
+def test_merge_counts_ids_repeated_within_one_input(tmp_path):
+    from pipeline.shard_store import ShardWriter
+    from tests.factories import make_sample
+
+    run = tmp_path / "run"
+    samples = [make_sample(i) for i in range(3)]
+    ShardWriter(run, "a").write(samples)
+    ShardWriter(run, "b").write(samples[:2])  # two of them again, under another tag of the same run
+    m = merge_runs([run], tmp_path / "merged")
+    assert m.accepted == 3 and m.duplicates == 2
+    assert json.loads((tmp_path / "merged" / "merge.json").read_text())["duplicates_dropped"] == 2
