@@ -37,11 +37,6 @@
     if (FIELDS.includes(f) && (t.tagName === "TEXTAREA" || t.tagName === "INPUT")) sessionStorage.setItem(key(f), t.value);
     else if (CHOICES.includes(f) && t.type === "radio" && t.checked) sessionStorage.setItem(key(f), t.value);
   }, true);
-  document.addEventListener("change", (ev) => {
-    const t = ev.target;
-    const f = fieldOf(t);
-    if (CHOICES.includes(f) && t.type === "radio" && t.checked && sampleId()) sessionStorage.setItem(key(f), t.value);
-  }, true);
   document.addEventListener("click", (ev) => {
     for (const [button, panel] of Object.entries(CANCELS)) {
       if (ev.target.closest && ev.target.closest("#" + button)) for (const f of PANEL_OF[panel]) sessionStorage.removeItem(key(f));

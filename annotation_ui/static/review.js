@@ -39,7 +39,7 @@
   const viewer = () => window.__mifgViewer;
   document.addEventListener("click", (ev) => {
     const wrap = ev.target.closest ? ev.target.closest(".mifg-imgwrap") : null;
-    if (wrap && !wrap.closest(".mifg-lightbox") && viewer()) viewer().open(Number(wrap.dataset.index || 1));
+    if (wrap && !wrap.closest(".mifg-lightbox") && viewer()) viewer().open();
   });
 
   // ---- panels in view ------------------------------------------------------------------------
@@ -107,7 +107,7 @@
     else if (k === "e") press("mifg-edit");
     else if (k === "s") press("mifg-skip");
     else if (k === "b") toggleBoxes();
-    else if (k === "z" && viewer()) viewer().open(1);
+    else if (k === "z" && viewer()) viewer().open();
     else if (k === "Escape") press(editOpen ? "mifg-cancel-edit" : skipOpen ? "mifg-cancel-skip" : "mifg-cancel-reject");
     else if (k === "Enter" && skipOpen) press("mifg-confirm-skip");
     else if (k === "Enter" && rejectOpen) press("mifg-confirm-reject");

@@ -123,7 +123,7 @@
     showFlickerFrame();
   }
 
-  function open(index) {
+  function open() {
     close();
     const ws = wraps();
     if (!ws.length) return;
@@ -142,7 +142,7 @@
     root.appendChild(stage);
     document.body.appendChild(root);
     v = { root, panes, zoom: 1, cx: 0.5, cy: 0.5, native: false, flicker: false, partner: Math.min(1, ws.length - 1),
-          timer: null, showB: false, drag: null, opened: index };
+          timer: null, showB: false, drag: null };
     root.querySelector(".mifg-lb-close").addEventListener("click", close);
     for (const p of panes) {
       const img = p.querySelector("img");

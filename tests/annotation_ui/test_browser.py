@@ -79,6 +79,14 @@ def _shown_id(page) -> str:
     return page.locator("#mifg-question .mifg-id").inner_text().strip()
 
 
+def _reload(page) -> None:
+    """Reload the page and wait until a sample's images are shown again."""
+    from playwright.sync_api import expect
+
+    page.reload()
+    expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+
+
 def _wait_for(condition, what: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -162,8 +170,7 @@ def test_annotator_keyboard_flow_survives_reload(browser, tmp_path: Path) -> Non
         current = _shown_id(page)
 
         # reload: the work is kept and the same sample comes back
-        page.reload()
-        expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+        _reload(page)
         assert _shown_id(page) == current
         expect(page.locator("#mifg-done-count")).to_have_text("3")
 
@@ -311,8 +318,7 @@ def test_typed_reasons_and_edits_survive_a_reload_and_cancel_forgets_them(browse
         expect(note).to_be_visible()
         page.keyboard.press("2")
         note.fill("the box is on the wrong image")
-        page.reload()
-        expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+        _reload(page)
         assert _shown_id(page) == first
         page.keyboard.press("r")
         expect(note).to_have_value("the box is on the wrong image")
@@ -320,8 +326,7 @@ def test_typed_reasons_and_edits_survive_a_reload_and_cancel_forgets_them(browse
         expect(checked).to_be_checked()
         page.keyboard.press("Escape")  # cancel forgets the draft
         expect(note).to_be_hidden()
-        page.reload()
-        expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+        _reload(page)
         page.keyboard.press("r")
         expect(note).to_be_visible()
         page.wait_for_timeout(400)
@@ -332,8 +337,7 @@ def test_typed_reasons_and_edits_survive_a_reload_and_cancel_forgets_them(browse
         q = page.locator("#mifg-e-question textarea")
         expect(q).to_be_visible()
         q.fill("Which image shows the recoloured patch?")
-        page.reload()
-        expect(page.locator("#mifg-images .mifg-img").first).to_be_visible()
+        _reload(page)
         page.keyboard.press("e")
         expect(q).to_have_value("Which image shows the recoloured patch?")
         page.keyboard.press("Control+Enter")

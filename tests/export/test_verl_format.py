@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
-import os
 import re
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,8 +14,6 @@ import yaml
 from PIL import Image
 
 from pipeline.export.splits import SPLITS
-
-verl_installed = importlib.util.find_spec("verl") is not None
 
 
 @pytest.fixture(scope="module")
@@ -234,10 +230,13 @@ def test_rlhf_dataset_reads_the_export(verl):
     """verl's own RLHFDataset reads the export, in verl's environment (`make verl-env`) or this one."""
     import subprocess
 
-    python = os.environ.get("MIFG_VERL_PYTHON") or str(Path(__file__).resolve().parents[2] / ".venv-verl/bin/python")
-    if not verl_installed and not Path(python).exists():
-        pytest.skip(f"no verl here and no verl environment at {python} (make verl-env)")
-    exe = sys.executable if verl_installed else python
+    from rl.verl_engine import verl_python
+    from schemas.errors import ConfigError
+
+    try:
+        exe = verl_python()
+    except ConfigError as e:
+        pytest.skip(str(e))
     out = subprocess.run(
         [exe, "-c", _RLHF_READS, str(verl.out / "train.parquet")], capture_output=True, text=True, timeout=300
     )
