@@ -35,7 +35,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def generate(
-        out: Path = typer.Option(..., "--out", help="Run directory (created; re-run the same command to resume)."),
+        out: str = typer.Option(
+            ...,
+            "--out",
+            help="Run directory (created; re-run the same command to resume), or a store URL: s3://bucket/run,"
+            " gs://..., abfs://..., hdfs://..., any fsspec URL (worked on in --work-dir, uploaded shard by shard).",
+        ),
+        work_dir: Path | None = typer.Option(
+            None,
+            "--work-dir",
+            help="--out URL: local working dir (item record, image cache); default ~/.cache/mifg/remote/<url>-<hash>.",
+        ),
         images: Path | None = typer.Option(
             None,
             "--images",
@@ -152,6 +162,14 @@ def register(app: typer.Typer) -> None:
                 "--workers applies to --backend offline; the openai backend runs many requests in one process"
             )
         on_ray = _check_executor(executor, shard, shards, ray_address, ray_cpus, workers)
+        from pipeline.remote_store import is_url, resolve_out
+
+        if on_ray and is_url(out):
+            raise ConfigError(
+                f"--executor ray needs --out on a filesystem every node sees, not {out}: run --shard i/N per"
+                f" machine with --out {out} (each uploads its own tag), then mifg merge {out} --out ..."
+            )
+        local_out, remote_url = resolve_out(out, work_dir)
         if workers is None:
             workers = min(os.cpu_count() or 1, 8) if backend == "offline" and not on_ray else 1
         base_url = base_url or os.environ.get("OPENAI_BASE_URL", "")
@@ -170,7 +188,8 @@ def register(app: typer.Typer) -> None:
             options.setdefault("concurrency", concurrency)
             options.update(dict(given.values()))
         cfg = RunConfig(
-            out=out,
+            out=local_out,
+            remote=remote_url,
             n=n,
             seed=seed,
             backend=backend,
@@ -209,24 +228,28 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def stats(
-        run_dir: Path = typer.Argument(..., help="A run directory (or a merged one)."),
+        run_dir: str = typer.Argument(..., help="A run directory (or a merged one), or its store URL (s3://...)."),
         as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     ) -> None:
         """Counts per stage, verdict, task type and domain; acceptance, tokens and cost, failures, skips."""
+        from pipeline.remote_store import local_copy
         from pipeline.stats import collect_stats, format_stats
 
-        st = collect_stats(run_dir)
+        with local_copy(run_dir) as local:
+            st = {**collect_stats(local), "run_dir": run_dir}  # a store URL, not its temporary copy
         typer.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_stats(st))
 
     @app.command()
     def merge(
-        run_dirs: list[Path] = typer.Argument(..., help="Run directories, e.g. the --shard i/N runs of one job."),
-        out: Path = typer.Option(..., "--out", help="New directory for the merged shards."),
+        run_dirs: list[str] = typer.Argument(
+            ..., help="Run directories or store URLs, e.g. the --shard i/N runs of one job."
+        ),
+        out: str = typer.Option(..., "--out", help="New directory (or store URL) for the merged shards."),
     ) -> None:
         """Merge runs into one store; ids de-duplicated, one consistent manifest."""
-        from pipeline.merge import merge_runs
+        from pipeline.merge import merge_stores
 
-        s = merge_runs(run_dirs, out)
+        s = merge_stores(run_dirs, out)
         typer.echo(
             f"merged {len(s.inputs)} runs into {s.out}: {s.accepted} accepted, {s.rejected} rejected samples"
             f" in {s.shards} shards; {s.duplicates} duplicate ids dropped"

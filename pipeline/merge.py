@@ -5,7 +5,9 @@ rejected/, state/ with a copy of every input's item record so `mifg stats` works
 merge.json naming the inputs). It is built in a temporary sibling folder and renamed into place,
 so an interrupted merge leaves nothing half-made (the next merge to the same --out removes what a
 killed one left; two at once are refused). Inputs are read through `pipeline.store_reader`: damaged
-shards and bad rows are skipped with one line each.
+shards and bad rows are skipped with one line each. `merge_stores` also takes store URLs (s3://...):
+remote inputs are read from a downloaded copy, a remote --out is built locally and then uploaded,
+shards before manifests (`pipeline.remote_store`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import json
 import os
 import shutil
 import sqlite3
-from contextlib import closing
+import tempfile
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.remote_store import is_url, local_copy, local_path, open_remote, push_tree
 from pipeline.run_config import REJECTED, RUN_JSON, STATE
 from pipeline.shard_store import MANIFESTS, ShardWriter, atomic_write_json
 from pipeline.store_reader import StoreReader
@@ -32,7 +36,7 @@ MERGED_TAG = "merged"
 class MergeSummary:
     """What a merge wrote."""
 
-    out: Path
+    out: Path | str
     inputs: list[str] = field(default_factory=list)
     accepted: int = 0
     rejected: int = 0
@@ -55,8 +59,36 @@ def _copy_sqlite(src: Path, dst: Path) -> None:
         s.backup(d)
 
 
-def merge_runs(run_dirs: list[str | Path], out: str | Path, *, per_shard: int = 128) -> MergeSummary:
-    """Merge the accepted and rejected samples of `run_dirs` into `out` (which must not exist yet)."""
+def merge_stores(inputs: list[str], out: str, *, per_shard: int = 128) -> MergeSummary:
+    """`merge_runs` for run directories or store URLs (inputs and `out`); `out` must be new or empty."""
+    urls = [i.rstrip("/") for i in inputs if is_url(i)]
+    repeated = sorted({u for u in urls if urls.count(u) > 1})
+    if repeated:
+        raise ConfigError(f"mifg merge: {', '.join(repeated)} given more than once (its items would count twice)")
+    if is_url(out) and out.rstrip("/") in urls:
+        raise ConfigError(f"--out {out} is one of the inputs")
+    with ExitStack() as stack:
+        dirs = [stack.enter_context(local_copy(i)) for i in inputs]
+        if not is_url(out):
+            return merge_runs(dirs, local_path(out), per_shard=per_shard, names=inputs)
+        remote = open_remote(out)
+        remote.check()
+        if remote.list(""):
+            raise ConfigError(f"{remote.url} already exists and is not empty; merge into a new location")
+        build = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mifg-merge-"))) / "merged"
+        summary = merge_runs(dirs, build, per_shard=per_shard, names=inputs)
+        push_tree(build, remote)
+        summary.out = remote.url
+        return summary
+
+
+def merge_runs(
+    run_dirs: list[str | Path], out: str | Path, *, per_shard: int = 128, names: list[str] | None = None
+) -> MergeSummary:
+    """Merge the accepted and rejected samples of `run_dirs` into `out` (which must not exist yet).
+
+    `names`: how merge.json and the summary name the inputs (their URLs when `run_dirs` are copies).
+    """
     out = Path(out)
     dirs = [Path(d) for d in run_dirs]
     repeated = sorted({str(d) for d in dirs if sum(e.resolve() == d.resolve() for e in dirs) > 1})
@@ -73,7 +105,7 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, *, per_shard: int = 
         raise ConfigError(f"--out {out} is one of the inputs")
 
     idents = [_identity(d) for d in dirs]
-    summary = MergeSummary(out=out, inputs=[str(d) for d in dirs])
+    summary = MergeSummary(out=out, inputs=[str(d) for d in names] if names else [str(d) for d in dirs])
     comparable = [
         {k: v for k, v in i.items() if k != "shard_count"} if i else None for i in idents
     ]  # shard runs of one job differ only in their shard index, which is not part of the identity

@@ -7,6 +7,8 @@ RUN_DIR/
     images/<sha256>.png       content-addressed cache of source photos and variants
     state/<tag>.sqlite        item record: outcome of every finished work item, skipped inputs
 <tag> is `main`, or `s{i}of{N}` with `--shard i/N`, so several shards may share one RUN_DIR.
+With `--out URL` (`RunConfig.remote`) RUN_DIR is a local working dir, and the same keys under the URL
+are the run's store (see `pipeline.run.replica`; images/ stays local: a cache).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class RunConfig:
     related_radius: int = 10
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     agent_options: dict = field(default_factory=dict)
+    remote: str = ""  # --out URL: the remote store (pipeline.run.replica); `out` is then its local working dir
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -147,8 +150,12 @@ class RunConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def check_or_write_run_json(cfg: RunConfig) -> bool:
-    """Write RUN_DIR/run.json on a new run; on a resume refuse different settings. True if resuming."""
+def check_or_write_run_json(cfg: RunConfig, *, others_finished: bool = False) -> bool:
+    """Write RUN_DIR/run.json on a new run; on a resume refuse different settings. True if resuming.
+
+    `others_finished`: shards elsewhere (other tags of a remote store) finished work already, so the
+    settings may no longer change even when nothing of this tag is finished.
+    """
     path = cfg.out / RUN_JSON
     ident = json.loads(json.dumps(cfg.identity(), default=str))
     if path.exists():
@@ -158,7 +165,8 @@ def check_or_write_run_json(cfg: RunConfig) -> bool:
             raise InputError(f"{path}: unreadable run settings ({e})") from e
         old = saved.get("identity", {})
         diffs = [k for k in sorted(set(old) | set(ident)) if old.get(k) != ident.get(k)]
-        if diffs and _nothing_finished(cfg.out):  # e.g. the first start failed on a wrong --image-column
+        # e.g. the first start failed on a wrong --image-column: nothing made yet, the settings may change
+        if diffs and not others_finished and _nothing_finished(cfg.out):
             atomic_write_json(path, {"identity": ident, "run_id": cfg.run_id, "n": cfg.n, "base_url": cfg.base_url})
             return False
         if diffs:

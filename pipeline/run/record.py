@@ -4,6 +4,8 @@ Failed items are recorded at once. Accepted/rejected samples are buffered, then 
 transaction *immediately before* their shard is written by atomic rename, so that after a crash
 between the two `pipeline.run.reconcile` can tell which samples to redo and which to adopt (see
 `pipeline.runner`). A sample id is written at most once per store: the record keeps the ids on disk.
+With `--out URL` the same happens in a local working dir, and `pipeline.run.replica` uploads each
+shard, its manifest and a snapshot of the record to the remote store.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from pipeline.duplicate_registry import RunRegistry
 from pipeline.item_store import ItemRecord, ItemStore
@@ -22,6 +24,9 @@ from pipeline.shard_store import ShardWriter
 from schemas import Sample
 from schemas.arrow import sample_arrow_schema
 from schemas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.run.replica import Replica
 
 
 @dataclass
@@ -43,6 +48,7 @@ class RunRecord:
         self.acc_writer: ShardWriter | None = None
         self.rej_writer: ShardWriter | None = None
         self.lock_file: IO[str] | None = None
+        self.replica: Replica | None = None  # --out URL: the remote copy of this run shard
         self.acc_buf: list[tuple[ItemRecord, Sample]] = []
         self.rej_buf: list[tuple[ItemRecord, Sample]] = []
         self.last_flush = time.monotonic()
@@ -50,11 +56,23 @@ class RunRecord:
     def open(self) -> None:
         """Check the run's settings, lock the shard, open record and shards, reconcile them."""
         cfg = self.cfg
-        check_or_write_run_json(cfg)
-        self._lock()
+        if cfg.remote:  # the working dir is locked first: restoring it rewrites this tag's files
+            from pipeline.run.replica import Replica
+
+            self._lock()
+            self.replica = Replica(cfg)
+            self.replica.restore()
+            check_or_write_run_json(cfg, others_finished=self.replica.others_finished)
+            self.replica.push_run_json()
+        else:
+            check_or_write_run_json(cfg)
+            self._lock()
         self.store = ItemStore(cfg.state_path)
         self.acc_writer = ShardWriter(cfg.out, cfg.tag)
         self.rej_writer = ShardWriter(cfg.rejected_dir, cfg.tag)
+        if self.replica is not None and (self.acc_writer.dropped or self.rej_writer.dropped):
+            for writer in (self.acc_writer, self.rej_writer):
+                self.replica.push_manifest(writer)
         for line in self.acc_writer.dropped + self.rej_writer.dropped:  # damaged shards: their items run again
             print(f"mifg generate: warning: {line}", file=sys.stderr, flush=True)
         # Built (and `datasets` imported, seconds) now: on the first flush it would stall the event loop.
@@ -128,13 +146,21 @@ class RunRecord:
             self.store.commit(recs, {r.index: self.registry.take(r.index) for r in recs})
             if self.hooks.after_records:
                 self.hooks.after_records(name)
-            writer.write([s for _, s in buf])
+            info = writer.write([s for _, s in buf])
+            if self.replica is not None and info is not None:
+                self.replica.shard_written(writer, info)
             written += 1
             buf.clear()
             if self.hooks.after_shard:
                 self.hooks.after_shard(name)
+        self.sync()
         self.last_flush = time.monotonic()
         return written
+
+    def sync(self) -> None:
+        """--out URL: upload a snapshot of the item record if it changed (no-op for a local run)."""
+        if self.replica is not None and self.store is not None:
+            self.replica.snapshot(self.store)
 
     def accepted_so_far(self) -> int:
         """Accepted samples recorded over the whole run, earlier invocations included."""
@@ -144,7 +170,8 @@ class RunRecord:
         """What a stopped run leaves behind, for its one-line error."""
         shards = [s for w in (self.acc_writer, self.rej_writer) if w is not None for s in w.shards]
         return (
-            f"{len(shards)} shards ({sum(s.rows for s in shards)} samples) and the item records in {self.cfg.out};"
+            f"{len(shards)} shards ({sum(s.rows for s in shards)} samples) and the item records in"
+            f" {self.cfg.remote or self.cfg.out};"
             " free space and run the same command again to resume"
         )
 

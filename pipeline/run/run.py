@@ -31,7 +31,7 @@ class Run:
         self.cfg = cfg
         self.agents = agents
         self.record = RunRecord(cfg, hooks or RunHooks())
-        self.summary = RunSummary(out=cfg.out, tag=cfg.tag)
+        self.summary = RunSummary(out=cfg.remote or cfg.out, tag=cfg.tag, work_dir=cfg.out if cfg.remote else None)
         self.stop_reason: str | None = None  # set once: no new item starts; the first reason is reported
         self.consecutive_failed = 0
 
@@ -82,6 +82,7 @@ class Run:
             s.total_accepted = self.record.accepted_so_far()
             s.seconds = time.perf_counter() - t0
             self.record.store.set_meta(last_summary=summary_dict(s))
+            self.record.sync()
         self.record.close()
         if self.stop_reason:
             s.stopped_reason = self.stop_reason

@@ -13,7 +13,7 @@ from schemas.errors import BudgetSpent
 class RunSummary:
     """What one invocation of the runner did."""
 
-    out: Path
+    out: Path | str  # RUN_DIR, or the URL of a remote store
     tag: str
     planned: int = 0  # items of this shard in the plan
     resumed_done: int = 0  # items already finished before this invocation
@@ -31,6 +31,7 @@ class RunSummary:
     task_types: Counter = field(default_factory=Counter)
     failures: Counter = field(default_factory=Counter)
     shards_written: int = 0
+    work_dir: Path | None = None  # --out URL: the local working dir (record, image cache, temp files)
 
     @property
     def finished(self) -> int:
@@ -75,6 +76,8 @@ def format_summary(s: RunSummary) -> str:
     if s.stopped_reason and s.stopped_reason != "interrupted":
         lines.append(f"  stopped early: {s.stopped_reason}")
     lines.append(f"  output: {s.out}/shards (accepted), {s.out}/rejected/shards, record {s.out}/state/{s.tag}.sqlite")
+    if s.work_dir is not None:
+        lines.append(f"  working copy: {s.work_dir} (the record, image cache; the store is {s.out})")
     if s.exit_code in (130, 143, BudgetSpent.exit_code):
         lines.append("  run the same command again to resume")
     lines.append(f"  next: mifg stats {s.out}")
