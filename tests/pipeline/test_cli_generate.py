@@ -8,16 +8,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.shard_store import read_ids, read_samples
-
-
-def _one_line_error(capsys, argv: list[str], *needles: str) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert err.count("\n") == 0 and err.startswith("mifg: error: "), err
-    for needle in needles:
-        assert needle in err, err
-    return err
+from tests.pipeline.cli_checks import one_line_error as _one_line_error
 
 
 def test_user_errors_are_one_line(capsys, tmp_path, photo_dir):

@@ -16,6 +16,7 @@ from pipeline.run_config import RunConfig
 from pipeline.runner import RunHooks, generate
 from pipeline.shard_store import read_ids
 from tests.pipeline.agent_doubles import make_agents
+from tests.pipeline.cli_checks import one_line_error as _one_line_error
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
 
@@ -65,16 +66,6 @@ def _argv(out: str, photo_dir: Path, n: int, *extra: str) -> list[str]:
 def _ids(where: str | Path) -> tuple[list[str], list[str]]:
     with local_copy(str(where)) as d:
         return sorted(read_ids(d)), sorted(read_ids(d / "rejected"))
-
-
-def _one_line_error(capsys, argv: list[str], *needles: str) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert err.count("\n") == 0 and err.startswith("mifg: error: "), err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.mark.slow
