@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipeline.shard_store import MANIFESTS, SHARDS, atomic_write_bytes, read_manifest, shard_file
+from pipeline.store_reader import SHOWN_AS
 from schemas.errors import ConfigError, InputError, MifgError
 
 _URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -233,7 +234,7 @@ def local_copy(where: str | Path) -> Iterator[Path]:
     """A local directory holding the store `where`: itself when local, else a temporary download.
 
     The download has run.json, merge.json, every item record and both stores (listed shards only);
-    errors that name the temporary copy name `where` instead.
+    errors and reader warnings that name the temporary copy name `where` instead.
     """
     if not is_url(where):
         yield local_path(where)
@@ -250,10 +251,13 @@ def local_copy(where: str | Path) -> Iterator[Path]:
                 atomic_write_bytes(local / rel, remote.read_bytes(rel) or b"")
         for sub in ("", "rejected"):
             pull_store(remote, local, sub)
+        SHOWN_AS[str(local)] = remote.url
         try:
             yield local
         except MifgError as e:
             raise type(e)(str(e).replace(str(local), remote.url)) from None
+        finally:
+            SHOWN_AS.pop(str(local), None)
 
 
 def push_tree(local: Path, remote: Remote) -> None:

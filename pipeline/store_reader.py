@@ -61,6 +61,9 @@ class StoreSample:
         return f"{self.shard.path} row {self.row}"
 
 
+SHOWN_AS: dict[str, str] = {}  # a temporary local copy -> the store URL warnings name instead (remote_store)
+
+
 @dataclass
 class StoreReport:
     """What a reader read and skipped; `skip` prints the one line about each skip."""
@@ -76,6 +79,8 @@ class StoreReport:
         """Count `n` skips under `reason` and print `message` as one warning line."""
         self.skipped[reason] += n
         line = " ".join(message.split())
+        for local, url in SHOWN_AS.items():  # a user never saw the temporary copy: name what they named
+            line = line.replace(local, url)
         self.lines.append(line)
         if not self.quiet:
             print(f"{self.label}: warning: {line}", file=sys.stderr, flush=True)

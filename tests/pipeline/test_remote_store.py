@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,13 @@ import pytest
 from pipeline.cli import main
 from pipeline.remote_store import Remote, local_copy, open_remote
 from pipeline.run_config import RunConfig
-from pipeline.runner import RunHooks, generate
+from pipeline.runner import generate
 from pipeline.shard_store import read_ids
 from tests.pipeline.agent_doubles import make_agents
 from tests.pipeline.cli_checks import one_line_error as _one_line_error
+from tests.pipeline.crash_hooks import SimulatedCrash, crash_on
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
-
-
-class SimulatedCrash(BaseException):
-    """Raised by a hook to stop the runner the way a killed process stops."""
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +133,9 @@ def test_killed_run_resumes_from_the_store_alone(s3, tmp_path, photo_dir, point,
     clean = generate(RunConfig(out=tmp_path / "clean", n=18, source=f"dir:{photo_dir}", flush_every=4, workers=1),
                      make_agents(), progress=False)  # fmt: skip
     assert clean.finished == 18
-    calls = Counter()
-
-    def crash(name: str) -> None:
-        calls[name] += 1
-        if sum(calls.values()) == 3:
-            raise SimulatedCrash(point)
 
     with pytest.raises(SimulatedCrash):
-        generate(cfg("a"), make_agents(), hooks=RunHooks(**{point: crash}), progress=False)
+        generate(cfg("a"), make_agents(), hooks=crash_on(point), progress=False)
     assert any("shards/" in k for k in uploaded) and "state/main.sqlite" in uploaded
     s = generate(cfg("b"), make_agents(), progress=False)
     assert 0 < s.resumed_done < 18 and s.resumed_done + s.finished == 18
@@ -161,6 +151,13 @@ def test_memory_fsspec_store_round_trip(tmp_path, photo_dir, capsys):
     assert main(["stats", url, "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     assert st["items"] == 6 and st["shards"]["accepted"]["rows"] == len(_ids(url)[0])
+    # a damaged shard is reported under the URL the user gave, not the temporary copy stats read
+    remote = open_remote(url)
+    shard = next(f for f in remote.list("shards") if f.endswith(".parquet"))
+    remote.write_bytes(shard, b"not parquet")
+    assert main(["stats", url]) == 0
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if "warning:" in ln]
+    assert warnings and all(url in ln and "mifg-remote-" not in ln for ln in warnings), warnings
 
 
 def test_bad_urls_are_one_line_errors(s3, capsys, tmp_path, photo_dir, monkeypatch):

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,15 @@ import pytest
 from agents.offline.edits import FAST_GENERATE_FLAGS
 from pipeline.merge import merge_runs
 from pipeline.run_config import RunConfig, item_seed
-from pipeline.runner import RunHooks, format_summary, generate
+from pipeline.runner import format_summary, generate
 from pipeline.shard_store import list_shards, read_ids, read_samples
 from schemas import Status
 from schemas.errors import ConfigError, InputError
 from tests.pipeline.agent_doubles import make_agents
+from tests.pipeline.crash_hooks import SimulatedCrash, crash_on
 
 REPO = Path(__file__).resolve().parents[2]
 N = 18
-
-
-class SimulatedCrash(BaseException):
-    """Raised by a hook to stop the runner the way a killed process stops (no clean-up runs)."""
 
 
 def _cfg(out: Path, photo_dir: Path, **kw) -> RunConfig:
@@ -109,15 +105,9 @@ def test_rerun_is_a_no_op(clean, photo_dir):
 def test_in_process_crash_then_resume(clean, photo_dir, tmp_path, point):
     _, ids = clean
     out = tmp_path / "run"
-    calls = Counter()
-
-    def crash(name: str) -> None:
-        calls[name] += 1
-        if sum(calls.values()) == 3:
-            raise SimulatedCrash(point)
 
     with pytest.raises(SimulatedCrash):
-        generate(_cfg(out, photo_dir), make_agents(), hooks=RunHooks(**{point: crash}), progress=False)
+        generate(_cfg(out, photo_dir), make_agents(), hooks=crash_on(point), progress=False)
     partial = len(_records(out))
     assert 0 < partial < N
     s = generate(_cfg(out, photo_dir), make_agents(), progress=False)
@@ -146,6 +136,7 @@ def test_sigkill_mid_run_then_resume(clean, photo_dir, tmp_path):
         from pipeline.run_config import RunConfig
         from pipeline.runner import generate
         from tests.pipeline.agent_doubles import make_agents
+from tests.pipeline.crash_hooks import SimulatedCrash, crash_on
         cfg = RunConfig(out=Path({str(out)!r}), n={N}, source="dir:{photo_dir}", concurrency=2, flush_every=2)
         generate(cfg, make_agents(delay=0.15), progress=False)
         """
