@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # The CPU build of torch lies on disk on our machines; uv ignores pip's find-links, so name it.
 TORCH := $(or $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)),torch==2.13.0)
-DEMO_N ?= 320
+DEMO_N ?= 400
 CONSUMERS ?= .venv-consumers
 VERL ?= .venv-verl
 
@@ -37,7 +37,7 @@ browser:
 	@chromium --version
 
 demo: setup
-	$(BIN)/mifg generate --out runs/demo -n $(DEMO_N)
+	OMP_NUM_THREADS=1 $(BIN)/mifg generate --out runs/demo -n $(DEMO_N)
 	$(BIN)/mifg stats runs/demo
 
 test: setup browser

@@ -39,6 +39,7 @@ EDGE_MIN = 27.0  # what is edited has an outline this steep (`edge_gradient`)
 SEG_PX = 18  # an object spans about this many px on the copy that is segmented
 SIZE_CLASS = 1.4  # objects of sizes within this factor share one segmentation
 MIN_PICK_PX = 16  # an edited object spans at least this many px: the verifier and people missed smaller ones
+MIN_PICK_SHORT_PX = 12  # ... and at least this many across its short side: thin slivers went unfound
 CROWD_REACH = 6.0  # a change is findable when, within this many object sides of it, ...
 CROWD_MAX = 2  # ... at most this many other objects of its size lie (`ObjectIndex.crowd`)
 FIELD_DENSITY = 12.0  # a photo with more objects of a size than this per glance view is a field of them
@@ -147,7 +148,7 @@ class ObjectIndex:
             o
             for o in self.objects
             if max(0.5 * s, MIN_PICK_PX if outlined else 0) <= max(o.w, o.h) <= 1.5 * s
-            and min(o.w, o.h) >= 0.3 * s
+            and min(o.w, o.h) >= max(0.3 * s, MIN_PICK_SHORT_PX if outlined else 0)
             and inside(o.box, within)
             and not overlaps(o.box, avoid, s)
             and (o.isolated or not isolated)

@@ -241,3 +241,21 @@ def test_a_field_of_like_objects_is_never_edited():
         for s in range(4)
     )
     assert not objects_of(_archipelago(cluster=False), 30).field
+
+
+def test_a_thin_sliver_is_never_the_edit(monkeypatch):
+    """A strip a few px wide, removed or cloned, went unfound by auditors: edits act on objects >= 12 px across."""
+    import agents.offline.objects as objects
+
+    rng = np.random.default_rng(7)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    for x, y in ((150, 150), (420, 300), (600, 450)):
+        img[y : y + 6, x : x + 20] = LAND + rng.normal(0, 3, (6, 20, 3))
+    img = img.clip(0, 255).astype(np.uint8)
+    index = build_index(img, 18)
+    slivers = [o for o in index.objects if min(o.w, o.h) < objects.MIN_PICK_SHORT_PX <= max(o.w, o.h)]
+    assert slivers, "the strips are objects"
+    within = (40, 40, 760, 560)
+    assert all(index.pick(random.Random(s), 18, within, [], isolated=True) is None for s in range(6))
+    monkeypatch.setattr(objects, "MIN_PICK_SHORT_PX", 0)
+    assert any(index.pick(random.Random(s), 18, within, [], isolated=True) for s in range(6)), "the rule refused them"
