@@ -136,7 +136,6 @@ def test_sigkill_mid_run_then_resume(clean, photo_dir, tmp_path):
         from pipeline.run_config import RunConfig
         from pipeline.runner import generate
         from tests.pipeline.agent_doubles import make_agents
-from tests.pipeline.crash_hooks import SimulatedCrash, crash_on
         cfg = RunConfig(out=Path({str(out)!r}), n={N}, source="dir:{photo_dir}", concurrency=2, flush_every=2)
         generate(cfg, make_agents(delay=0.15), progress=False)
         """
