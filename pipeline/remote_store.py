@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipeline.shard_store import MANIFESTS, SHARDS, atomic_write_bytes, read_manifest, shard_file
-from pipeline.store_reader import SHOWN_AS
+from pipeline.store_reader import SHOWN_AS, shown
 from schemas.errors import ConfigError, InputError, MifgError
 
 _URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -255,7 +255,7 @@ def local_copy(where: str | Path) -> Iterator[Path]:
         try:
             yield local
         except MifgError as e:
-            raise type(e)(str(e).replace(str(local), remote.url)) from None
+            raise type(e)(shown(str(e))) from None
         finally:
             SHOWN_AS.pop(str(local), None)
 

@@ -64,6 +64,13 @@ class StoreSample:
 SHOWN_AS: dict[str, str] = {}  # a temporary local copy -> the store URL warnings name instead (remote_store)
 
 
+def shown(text: str) -> str:
+    """`text` with every temporary local copy of a store replaced by the URL the user named."""
+    for local, url in SHOWN_AS.items():
+        text = text.replace(local, url)
+    return text
+
+
 @dataclass
 class StoreReport:
     """What a reader read and skipped; `skip` prints the one line about each skip."""
@@ -78,9 +85,7 @@ class StoreReport:
     def skip(self, reason: str, message: str, n: int = 1) -> None:
         """Count `n` skips under `reason` and print `message` as one warning line."""
         self.skipped[reason] += n
-        line = " ".join(message.split())
-        for local, url in SHOWN_AS.items():  # a user never saw the temporary copy: name what they named
-            line = line.replace(local, url)
+        line = shown(" ".join(message.split()))  # a user never saw the temporary copy: name what they named
         self.lines.append(line)
         if not self.quiet:
             print(f"{self.label}: warning: {line}", file=sys.stderr, flush=True)

@@ -105,7 +105,6 @@ def test_rerun_is_a_no_op(clean, photo_dir):
 def test_in_process_crash_then_resume(clean, photo_dir, tmp_path, point):
     _, ids = clean
     out = tmp_path / "run"
-
     with pytest.raises(SimulatedCrash):
         generate(_cfg(out, photo_dir), make_agents(), hooks=crash_on(point), progress=False)
     partial = len(_records(out))
