@@ -51,6 +51,15 @@ def region_text(region: Region, style: str) -> str:
     return f"{ROW_NAMES[region.row]} {COL_NAMES[region.col]}"
 
 
+def grid_note(style: str, image: str = "the image") -> str:
+    """The sentence a question appends so that its region options say which grid they name."""
+    if style == "quadrants":
+        return f"The options name the four quadrants of {image}."
+    if style == "coords":
+        return f"The options name cells of a 3 x 3 grid over {image}: row 1 is the top, column 1 the left."
+    return f"The options name cells of a 3 x 3 grid over {image} (rows top/middle/bottom, columns left/centre/right)."
+
+
 _COORDS = re.compile(r"row\s+(\d)\s*,\s*column\s+(\d)", re.IGNORECASE)
 
 

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 
 from agents.base import Draft, ImageSet
-from agents.offline.regions import Region, all_regions, region_text
+from agents.offline.regions import Region, all_regions, grid_note, region_text
 from schemas import LETTERS, Box, TaskType
 
 PHRASINGS: dict[str, list[str]] = {
@@ -201,6 +201,9 @@ def render_scene(images: ImageSet, plan: ScenePlan, seed: int) -> Draft:
     options, answer = _options(c, rng)
     phrasings = PHRASINGS[fam]
     question = phrasings[plan.template % len(phrasings)]
+    if fam in ("where_differs", "zoom_locate"):  # "row 1, column 1" means nothing until the grid is named
+        style = "coords" if any(o.lower().startswith("row ") for o in options) else "names"
+        question = f"{question} {grid_note(style, 'Image 1' if fam == 'where_differs' else 'Image 2')}"
     order = random.Random(f"{seed}:order:{plan.order_seed}")
     perm = options[:]
     for _ in range(32):

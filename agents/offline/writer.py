@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from agents.base import AgentContext, Draft, ImageSet
 from agents.offline.colours import COLOUR_NAMES, hue_gap
 from agents.offline.reasons import codes_in, quoted
-from agents.offline.regions import Region, all_regions, region_containing, region_text
+from agents.offline.regions import Region, all_regions, grid_note, region_containing, region_text
 from schemas import LETTERS, Box, TaskType, TokenUsage
 
 WHERE_OPTIONS = 4  # answer + 3 distractor regions of the 3x3 grid
@@ -237,7 +237,7 @@ def _body(t: Truth, plan: Plan, seed: int) -> _Body:
         pool = [region_text(r, plan.style) for r in all_regions(plan.style)]
         k = min(WHERE_OPTIONS - 1, len(pool) - 1)
         distractors = _pick_distractors(pool, answer, k, plan, rng)
-        q = tpl("where_pair") if t.n == 2 else tpl("where_many")
+        q = f"{tpl('where_pair') if t.n == 2 else tpl('where_many')} {grid_note(plan.style)}"
         why = f"The images differ only {where}: {_describe(t)}."
         evidence = [Box(image_index=t.marked[0], bbox=bbox), Box(image_index=t.unmarked[0], bbox=bbox)]
         return _Body(q, answer, distractors, why, evidence)

@@ -186,3 +186,23 @@ def test_the_answer_is_drawn_before_the_photo_so_failed_photos_do_not_favour_twi
                 answers.append(None)
         made = [x for x in answers if x is not None]
         assert len(set(made)) <= 1, (seed, answers)
+
+
+@pytest.mark.parametrize("family", ["where_differs", "zoom_locate"])
+def test_region_questions_name_the_grid_their_options_refer_to(family, photo_ctx):
+    """'row 2, column 3' is only an answer once the question says which grid, over which image."""
+    from agents.offline.scene_writer import write_scene
+
+    seen = set()
+    for seed in range(12):
+        try:
+            images = _build(family, photo_ctx, seed)
+        except NoSet:
+            continue
+        draft = write_scene(images, seed, [])
+        coords = any(o.startswith("row ") for o in draft.options)
+        seen.add(coords)
+        image = "Image 1" if family == "where_differs" else "Image 2"
+        assert f"3 x 3 grid over {image}" in draft.question, draft.question
+        assert ("row 1 is the top" in draft.question) == coords, (draft.question, draft.options)
+    assert seen, "no set was built"
