@@ -15,8 +15,9 @@ Accepting records the sample's duplicate key in `ctx.registry`.
 Sets of the default families (`images.kind == "scene"`) take their own path: the full-resolution
 answer must hold with enough evidence, the glance views must not answer it (counting only changes
 visible at a glance, `agents.offline.view`), the caps per (photo, family, answer) and per question
-must have room, and the answer must not tilt its family's answers beyond a fair share (twins:
-`twin_rate`), so that no answer prior wins.
+must have room, and the answer must not tilt its family's answers beyond a fair share (chance, 1 / options;
+twins, in every wording one answer: `twin_rate`), so that no answer prior wins. The balance is counted in
+the run's registry, so all workers and a resumed run share it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ CAP_QUESTION = 40  # accepted samples per exact question string
 # accepted samples per object of a photo that an edit acted on: the bundled earth tiles hold about 30
 # such objects, and one island was the change in 31 of 239 demo samples
 CAP_OBJECT = 16
-BALANCE_MIN = 10  # judge a family's answer balance only after this many accepted samples (per critic)
-BALANCE_SLACK = 0.09  # an answer text may exceed its fair share of its family by this much
+# an answer may hold its fair share of its family (chance, or the twin rate) plus this share plus BALANCE_LEAD
+# samples: a share, not a floor of samples seen, so that small families of a short run are balanced too
+BALANCE_SLACK = 0.04
+BALANCE_LEAD = 1.5
+BALANCE_SLOTS = 10_000  # accepted samples a family's balance is counted over (run-wide, in the registry)
+TWIN_CLASS = "(no difference)"  # every wording of "none" is one answer to a reader: counted as one
 
 __all__ = ["REASON_CODES", "OfflineCritic", "duplicate_key", "length_outlier"]
 
@@ -85,6 +90,44 @@ def _cap_key(ctx: AgentContext, base: str, cap: int) -> str | None:
         if not ctx.registry.seen(key):
             return key
     return None
+
+
+def _slot(base: str, slot: int) -> str:
+    return count_key(hashlib.sha256(base.encode()).hexdigest()[:24], BALANCE_SLOTS, slot)
+
+
+def _taken(ctx: AgentContext, base: str) -> int:
+    """How many of `base`'s BALANCE_SLOTS numbered keys are taken (claims fill them in order)."""
+
+    def seen(i: int) -> bool:
+        return ctx.registry.seen(_slot(base, i))
+
+    hi = 1
+    while hi < BALANCE_SLOTS and seen(hi - 1):
+        hi = min(BALANCE_SLOTS, hi * 2)
+    lo = hi // 2 if hi > 1 else 0
+    while lo < hi:  # first free slot in [lo, hi)
+        mid = (lo + hi) // 2
+        if seen(mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _balance(ctx: AgentContext, family: str, answer: str, fair: float) -> tuple[str, list[str]]:
+    """Why accepting `answer` would tilt its family's accepted answers (an answer prior would win), or "";
+    and the registry keys that count it once accepted. Counted run-wide, so resumes and workers agree."""
+    total_base, answer_base = f"bal:{family}", f"bal:{family}:{answer}"
+    total, mine = _taken(ctx, total_base), _taken(ctx, answer_base)
+    if total >= BALANCE_SLOTS - 1:  # past the counted window: the first BALANCE_SLOTS samples set the balance
+        return "", []
+    limit = (fair + BALANCE_SLACK) * (total + 1) + BALANCE_LEAD
+    if mine + 1 > limit:
+        share = (mine + 1) / (total + 1)
+        return f"'{answer}' would be {share:.0%} of accepted {family} answers (fair share {fair:.0%})", []
+    keys = [_slot(total_base, total), _slot(answer_base, mine)]
+    return "", keys
 
 
 OBJECT_CELL = 16  # px: one object found at two size classes has its top-left corner a px or two apart
@@ -129,7 +172,6 @@ class OfflineCritic:
         self._lock = threading.Lock()
         self._letters: Counter[tuple[int, int]] = Counter()  # (n options, answer index) of accepted samples
         self._accepted: Counter[int] = Counter()  # n options -> accepted samples
-        self._answers: dict[str, Counter[tuple[bool, str]]] = {}  # family -> (twin, answer text) -> accepted
 
     async def critique(
         self, images: ImageSet, draft: Draft, verdict: VerifierVerdict, ctx: AgentContext, *, attempt: int
@@ -201,17 +243,16 @@ class OfflineCritic:
             return _verdict(
                 "reject", [("cap_object", f"an object edited here is in {self.cap_object} accepted already")]
             )
-        answer_id = (twin, text.strip().lower())
-        balance_note = self._balance(family, answer_id)
+        answer_class = TWIN_CLASS if twin else " ".join(text.lower().split())
+        fair = self.twin_rate if twin else 1 / len(draft.options)
+        balance_note, balance_keys = _balance(ctx, family, answer_class, fair)
         if balance_note:
             return _verdict("reject", [("answer_balance", balance_note)])
         letter_note = self._position_bias(len(draft.options), answer)
         if letter_note:
             return _verdict("revise", [("answer_position_bias", letter_note)])
         self.note_accepted(len(draft.options), answer)
-        with self._lock:
-            self._answers.setdefault(family, Counter())[answer_id] += 1
-        for key in (answer_key, question_key, *object_keys):
+        for key in (answer_key, question_key, *object_keys, *balance_keys):
             ctx.registry.add(key)  # type: ignore[arg-type]
         return CriticVerdict(verdict="accept", reasons=[], feedback="")
 
@@ -229,20 +270,6 @@ class OfflineCritic:
             text = f"options {support} are all supported by the pixels; replace the confusable distractor"
             return _verdict("revise", [("ambiguous", text)])
         return _verdict("reject", [("ambiguous", f"the pixels barely separate the options ({full.notes})")])
-
-    def _balance(self, family: str, answer_id: tuple[bool, str]) -> str:
-        """Why accepting this answer would tilt its family's answers (so an answer prior could win), or ""."""
-        with self._lock:
-            seen = self._answers.get(family, Counter())
-            total = sum(seen.values())
-            if total < BALANCE_MIN:
-                return ""
-            share = (seen[answer_id] + 1) / (total + 1)
-            others = {a for a in seen if not a[0]} | ({answer_id} if not answer_id[0] else set())
-        fair = self.twin_rate if answer_id[0] else (1 - self.twin_rate) / max(1, len(others))
-        if share <= fair + BALANCE_SLACK:
-            return ""
-        return f"'{answer_id[1]}' would be {share:.0%} of accepted {family} answers (fair share {fair:.0%})"
 
     def _position_bias(self, k: int, answer: int) -> str:
         with self._lock:
