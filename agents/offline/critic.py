@@ -115,18 +115,30 @@ def _taken(ctx: AgentContext, base: str) -> int:
     return lo
 
 
-def _balance(ctx: AgentContext, family: str, answer: str, fair: float) -> tuple[str, list[str]]:
+def _balance(
+    ctx: AgentContext, family: str, answer: str, fair: float, spread: float | None = None
+) -> tuple[str, list[str]]:
     """Why accepting `answer` would tilt its family's accepted answers (an answer prior would win), or "";
-    and the registry keys that count it once accepted. Counted run-wide, so resumes and workers agree."""
-    total_base, answer_base = f"bal:{family}", f"bal:{family}:{answer}"
+    and the registry keys that count it once accepted. Counted run-wide, so resumes and workers agree.
+
+    `fair` is the answer's share at most (chance; the twin rate for twins). With `spread` (the non-twin
+    answers' whole share) it is also at most `spread` over the answers of the family accepted so far: four
+    options drawn from six image pairs must not let one pair be the answer a quarter of the time.
+    """
+    total_base, answer_base, kinds_base = f"bal:{family}", f"bal:{family}:{answer}", f"bal:{family}/answers"
     total, mine = _taken(ctx, total_base), _taken(ctx, answer_base)
     if total >= BALANCE_SLOTS - 1:  # past the counted window: the first BALANCE_SLOTS samples set the balance
         return "", []
+    kinds = _taken(ctx, kinds_base)
+    if spread is not None:
+        fair = min(fair, spread / max(1, kinds + (mine == 0)))
     limit = (fair + BALANCE_SLACK) * (total + 1) + BALANCE_LEAD
     if mine + 1 > limit:
         share = (mine + 1) / (total + 1)
         return f"'{answer}' would be {share:.0%} of accepted {family} answers (fair share {fair:.0%})", []
     keys = [_slot(total_base, total), _slot(answer_base, mine)]
+    if mine == 0 and spread is not None:
+        keys.append(_slot(kinds_base, kinds))
     return "", keys
 
 
@@ -244,8 +256,11 @@ class OfflineCritic:
                 "reject", [("cap_object", f"an object edited here is in {self.cap_object} accepted already")]
             )
         answer_class = TWIN_CLASS if twin else " ".join(text.lower().split())
-        fair = self.twin_rate if twin else 1 / len(draft.options)
-        balance_note, balance_keys = _balance(ctx, family, answer_class, fair)
+        if twin:
+            balance_note, balance_keys = _balance(ctx, family, answer_class, self.twin_rate)
+        else:
+            fair = 1 / len(draft.options)
+            balance_note, balance_keys = _balance(ctx, family, answer_class, fair, spread=1 - self.twin_rate)
         if balance_note:
             return _verdict("reject", [("answer_balance", balance_note)])
         letter_note = self._position_bias(len(draft.options), answer)

@@ -188,5 +188,20 @@ def test_answer_balance_keeps_any_answer_near_its_fair_share() -> None:
     for k in range(6):
         assert accept("zoom_locate", f"row {k // 3 + 1}, column {k % 3 + 1}", 0.25) == ""
     assert accept("zoom_locate", TWIN_CLASS, 0.15) == "", "2 twins of 8 are within 15% + slack + lead"
+    # four options drawn from six pairs: once all six were answers, none may hold a quarter of them
+    pairs = [f"images {i} and {j}" for i in range(1, 5) for j in range(i + 1, 5)]
+
+    def accept_pair(answer: str) -> str:
+        note, keys = _balance(ctx, "matching_pair", answer, 0.25, spread=0.85)
+        for k in keys:
+            ctx.registry.add(k)
+        return note
+
+    for k in range(60):
+        assert accept_pair(pairs[k % 6]) == "", k
+    favoured = 10
+    while accept_pair(pairs[0]) == "":
+        favoured += 1
+    assert favoured / (60 + favoured - 10) < 0.85 / 6 + BALANCE_SLACK + BALANCE_LEAD / 60 < 0.25
     # another family is counted apart
     assert accept("count_across", TWIN_CLASS, 0.15) == ""
