@@ -42,6 +42,9 @@ RECOLOUR_MAX_DL = 25.0  # ... in hue and chroma mostly: its lightness (L*) moves
 RECOLOUR_MIN_SHIFT = 40.0  # ... and some channel moves at least this much (what the verifier compares)
 KIN_GROUND_DE = 25.0  # ... taken from an object on ground this close to its own (CIELAB delta E)
 MIN_DELTA_E = 22.0  # an edit's most changed 30% of px move at least this far (CIELAB delta E): else unfindable
+# a clone lands at least this many of its sizes from its original: the same island twice side by side was
+# what a blind audit called pasted at once (a copy of Jeju just east of Jeju, of Bornholm beside Bornholm)
+CLONE_MIN_AWAY = 5.0
 SPOT_TRIES = 60  # random spots tried for a clone, a heal or a move
 GROUND_REACH = 0.5  # an object's ground: the band out to this share of its side around its mask
 FEATHER = 0.06  # a pasted patch fades in over this share of its side (inside the mask's rim of ground)
@@ -258,7 +261,9 @@ def added(
     if obj is None:
         return None
     # stricter than a heal: a clone on a slightly different ground is what made clones look pasted
-    spot = _similar_spot(img, rng, obj, within, avoid, None, max_cost=CLONE_MAX_COST)
+    g = round(CLONE_MIN_AWAY * max(obj.w, obj.h))
+    away = [*avoid, (obj.x - g, obj.y - g, obj.x + obj.w + g, obj.y + obj.h + g)]
+    spot = _similar_spot(img, rng, obj, within, away, None, max_cost=CLONE_MAX_COST)
     if spot is None:
         return None
     variant = _paste(img, img, obj.x, obj.y, spot[0], spot[1], obj.mask)

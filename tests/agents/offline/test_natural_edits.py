@@ -259,3 +259,22 @@ def test_a_thin_sliver_is_never_the_edit(monkeypatch):
     assert all(index.pick(random.Random(s), 18, within, [], isolated=True) is None for s in range(6))
     monkeypatch.setattr(objects, "MIN_PICK_SHORT_PX", 0)
     assert any(index.pick(random.Random(s), 18, within, [], isolated=True) for s in range(6)), "the rule refused them"
+
+
+def test_a_clone_lands_well_away_from_its_original():
+    """The same island twice, side by side, is a copy anyone sees: a clone keeps CLONE_MIN_AWAY sizes off."""
+    from agents.offline.natural_edits import CLONE_MIN_AWAY
+
+    img, _ = _sea(3)
+    made = 0
+    for s in range(30):
+        e = natural_edit("added", img, random.Random(s), 30, (40, 40, 760, 560))
+        if e is None:
+            continue
+        made += 1
+        fx, fy = e.record["from_px"]
+        x1, y1, x2, y2 = e.box
+        size = max(x2 - x1, y2 - y1)
+        gap = max(fx - x2, x1 - (fx + size), fy - y2, y1 - (fy + size))  # px between the two boxes, one axis
+        assert gap >= CLONE_MIN_AWAY * size - size, (e.box, (fx, fy))
+    assert made >= 3

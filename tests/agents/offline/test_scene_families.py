@@ -49,7 +49,7 @@ def _build(family: str, ctx: AgentContext, seed: int):
 def test_each_family_verifier_rederives_the_answer_under_nuisance(family, photo_ctx):
     agents = build_offline_agents()
     agree, made = 0, 0
-    for seed in range(8):
+    for seed in range(16):  # 8 seeds made 4-5 crop_match sets: one set moved the rate by 20 points
         try:
             images = _build(family, photo_ctx, seed)
         except NoSet:
@@ -66,7 +66,7 @@ def test_each_family_verifier_rederives_the_answer_under_nuisance(family, photo_
         assert "basemap" not in draft.question and "bmng" not in draft.question and "etopo" not in draft.question
         verdict = agents.verifier.verify_sync(images, draft)
         agree += verdict.agrees
-    assert made >= 3, f"{family}: only {made} of 8 seeds made a set"
+    assert made >= 6, f"{family}: only {made} of 16 seeds made a set"
     # the verifier is strict, not perfect: a change it cannot find rejects the sample (the label stays right)
     assert agree >= 0.6 * made, f"{family}: the verifier agreed on {agree} of {made} sets"
 
