@@ -27,6 +27,12 @@ def _sea(seed: int = 0, halo: float = 0.0) -> tuple[np.ndarray, list[tuple[int, 
     return img.clip(0, 255).astype(np.uint8), islands
 
 
+def _edits(kind: str, img: np.ndarray, seeds: int) -> list:
+    """The `kind` edits made on `img` over `seeds` seeds (about 30 px objects, anywhere but the border)."""
+    made = (natural_edit(kind, img, random.Random(s), 30, (40, 40, 760, 560)) for s in range(seeds))
+    return [e for e in made if e is not None]
+
+
 def _removal(img: np.ndarray, seed: int = 0):
     for s in range(20):
         e = natural_edit("removed", img, random.Random(seed + s), 30, (40, 40, 760, 560))
@@ -133,15 +139,11 @@ def test_recolour_takes_a_kindred_colour_never_the_ground_around():
     for (cx, cy), c in colours.items():
         img[np.hypot(xx - cx, yy - cy) <= 14] = c
     img = img.clip(0, 255).astype(np.uint8)
-    made = 0
-    for s in range(12):
-        e = natural_edit("recoloured", img, random.Random(s), 30, (40, 40, 760, 560))
-        if e is None:
-            continue
-        made += 1
+    made = _edits("recoloured", img, 12)
+    for e in made:
         to = np.array(e.record["to_rgb"], np.float32)
         assert min(np.abs(to - np.array(c)).max() for c in [(90, 150, 70), (150, 115, 70)]) < 12, to
-    assert made >= 3
+    assert len(made) >= 3
 
 
 def _sea_with_glows(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]], list[tuple[int, int]]]:
@@ -266,15 +268,11 @@ def test_a_clone_lands_well_away_from_its_original():
     from agents.offline.natural_edits import CLONE_MIN_AWAY
 
     img, _ = _sea(3)
-    made = 0
-    for s in range(30):
-        e = natural_edit("added", img, random.Random(s), 30, (40, 40, 760, 560))
-        if e is None:
-            continue
-        made += 1
+    made = _edits("added", img, 30)
+    for e in made:
         fx, fy = e.record["from_px"]
         x1, y1, x2, y2 = e.box
         size = max(x2 - x1, y2 - y1)
         gap = max(fx - x2, x1 - (fx + size), fy - y2, y1 - (fy + size))  # px between the two boxes, one axis
         assert gap >= CLONE_MIN_AWAY * size - size, (e.box, (fx, fy))
-    assert made >= 3
+    assert len(made) >= 3
