@@ -3,7 +3,8 @@
 Edits act on *objects* (`agents.offline.objects`): segments of the photo that stand out from the
 ring around them - an island, a coin, a leaf, a window, a cell. Every edit reuses the photo
 itself, so it passes for a real variation:
-- `added`: an object cloned onto another spot whose surroundings look like its own (a clone stamp);
+- `added`: an object cloned onto another spot whose surroundings look like its own (a clone stamp),
+  well away from its original and not among things of another colour;
 - `removed`: an object covered with background of the same texture from nearby (a healing brush);
 - `recoloured`: an object given the colour of another object of the photo, shading kept;
 - `moved`: an object lifted off (its place healed) and set down a little further on.
@@ -45,6 +46,13 @@ MIN_DELTA_E = 22.0  # an edit's most changed 30% of px move at least this far (C
 # a clone lands at least this many of its sizes from its original: the same island twice side by side was
 # what a blind audit called pasted at once (a copy of Jeju just east of Jeju, of Bornholm beside Bornholm)
 CLONE_MIN_AWAY = 5.0
+# ... and among its like: where other things lie around the landing spot (this many sizes out), at least
+# KIN_SHARE of them have about the clone's colour (CIELAB delta E); a green island set down among the
+# white land of the Arctic was called pasted. Open ground around the spot is fine (an island at sea).
+KIN_REACH = 6.0
+KIN_DE = 25.0
+KIN_SHARE = 0.25
+KIN_BUSY = 0.03  # ... "other things": at least this share of the surroundings is not the spot's ground
 SPOT_TRIES = 60  # random spots tried for a clone, a heal or a move
 GROUND_REACH = 0.5  # an object's ground: the band out to this share of its side around its mask
 FEATHER = 0.06  # a pasted patch fades in over this share of its side (inside the mask's rim of ground)
@@ -252,6 +260,28 @@ def _finish(
     return Edit(kind, variant, tight, int((d > VISIBLE_DELTA // 3).sum()), record)
 
 
+def _among_kin(img: np.ndarray, obj: Obj, to: tuple[int, int]) -> bool:
+    """Whether what lies around `to` (KIN_REACH sizes out) is open ground or, in good part, of the clone's colour."""
+    g = _ground(img, to[0], to[1], obj.mask)
+    if g is None:
+        return False
+    H, W = img.shape[:2]
+    size = max(obj.w, obj.h)
+    reach = round(KIN_REACH * size)
+    x1, y1 = max(0, to[0] - reach), max(0, to[1] - reach)
+    x2, y2 = min(W, to[0] + obj.w + reach), min(H, to[1] + obj.h + reach)
+    step = max(1, size // 8)  # a few px per object side is plenty to see what colours lie around
+    win = img[y1:y2:step, x1:x2:step].astype(np.float32)
+    ys, xs = np.mgrid[y1:y2:step, x1:x2:step]
+    spot = (xs >= to[0]) & (xs < to[0] + obj.w) & (ys >= to[1]) & (ys < to[1] + obj.h)
+    other = (np.abs(win - g[0]).max(-1) > 0.5 * obj.contrast) & ~spot
+    if float(other.mean()) < KIN_BUSY:
+        return True
+    own = _lab(_core_mean(img, obj))
+    de = np.sqrt(((rgb2lab(win[other][None] / 255.0)[0] - own) ** 2).sum(-1))
+    return float((de <= KIN_DE).mean()) >= KIN_SHARE
+
+
 def added(
     img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], idx: ObjectIndex
 ) -> Edit | None:
@@ -267,7 +297,7 @@ def added(
     if spot is None:
         return None
     variant = _paste(img, img, obj.x, obj.y, spot[0], spot[1], obj.mask)
-    if variant is None or not _clone_holds(img, variant, obj, spot):
+    if variant is None or not _clone_holds(img, variant, obj, spot) or not _among_kin(img, obj, spot):
         return None
     box = (spot[0], spot[1], spot[0] + obj.w, spot[1] + obj.h)
     return _finish("added", img, variant, box, obj, int(obj.mask.sum()), {"from_px": [obj.x, obj.y]})

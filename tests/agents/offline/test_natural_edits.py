@@ -276,3 +276,31 @@ def test_a_clone_lands_well_away_from_its_original():
         gap = max(fx - x2, x1 - (fx + size), fy - y2, y1 - (fy + size))  # px between the two boxes, one axis
         assert gap >= CLONE_MIN_AWAY * size - size, (e.box, (fx, fy))
     assert len(made) >= 3
+
+
+def _sea_by_white_land(seed: int = 0) -> np.ndarray:
+    """A green island in open sea on the left; on the right, sea channels between large white landmasses."""
+    rng = np.random.default_rng(seed)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    yy, xx = np.mgrid[0:600, 0:800]
+    img[np.hypot(xx - 150, yy - 300) <= 14] = LAND
+    for cx in (470, 640, 800):
+        for cy in (0, 170, 340, 510):
+            img[np.hypot(xx - cx, yy - cy) <= 55] = (235.0, 238.0, 240.0)  # ice: too large to be an object
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def test_a_clone_does_not_land_among_things_of_another_colour(monkeypatch):
+    """A green island cloned into the channels of white Arctic land was called pasted at once."""
+    import agents.offline.natural_edits as ne
+
+    img = _sea_by_white_land()
+    within = (360, 40, 760, 560)  # only the channels: the island's own open sea is out of reach
+
+    def clones() -> list:
+        made = (natural_edit("added", img, random.Random(s), 30, within) for s in range(16))
+        return [e for e in made if e is not None]
+
+    assert clones() == []
+    monkeypatch.setattr(ne, "KIN_SHARE", 0.0)
+    assert clones(), "the channels take a clone when its colour is not checked"
