@@ -101,15 +101,18 @@ def _similar_spot(
     avoid: list[Rect],
     near: float | None,
     max_cost: float = 18.0,
+    src: np.ndarray | None = None,
 ) -> tuple[int, int] | None:
     """A top-left corner for obj's mask whose surroundings look like obj's own ring (colour and texture).
 
     The spot's area itself should look like the ring too (background to paste onto or to heal from).
     `near`: search within this many object sizes (None: anywhere in `within`); `max_cost`: how far the
-    best spot's colour and texture may be from the ring's (grey levels).
+    best spot's colour and texture may be from the ring's (grey levels); `src`: the image `obj` lies in
+    when that is not `img` (a mirrored copy: then `avoid` must hold the object's own place in `img`).
     """
     width = max(2, max(obj.w, obj.h) // 6)
-    ref_c, ref_t = _surround_stats(img, obj.x, obj.y, obj.mask, width)
+    ref_c, ref_t = _surround_stats(img if src is None else src, obj.x, obj.y, obj.mask, width)
+    taken = [*avoid, obj.box] if src is None else list(avoid)
     size = max(obj.w, obj.h)
     best, best_cost = None, float("inf")
     x1, y1, x2, y2 = within
@@ -122,7 +125,7 @@ def _similar_spot(
             ang, dist = rng.uniform(0, 2 * math.pi), rng.uniform(1.6, near) * size
             x, y = round(obj.x + dist * math.cos(ang)), round(obj.y + dist * math.sin(ang))
         box = (x, y, x + obj.w, y + obj.h)
-        if not inside(box, within) or overlaps(box, [*avoid, obj.box], size // 2):
+        if not inside(box, within) or overlaps(box, taken, size // 2):
             continue
         inner = img[y : y + obj.h, x : x + obj.w].astype(np.float32)[obj.mask]
         c, t = _surround_stats(img, x, y, obj.mask, width)
@@ -227,13 +230,16 @@ def _healed_like_ground(img: np.ndarray, variant: np.ndarray, obj: Obj) -> bool:
     return beyond is not None and float(np.abs(px.mean(0) - beyond[0]).max()) <= SEAM_TOL
 
 
-def _clone_holds(img: np.ndarray, variant: np.ndarray, obj: Obj, to: tuple[int, int]) -> bool:
-    """Whether a cloned object stands out from its new ground as it does from its own (no washed-out copy)."""
-    gs, gd = _ground(img, obj.x, obj.y, obj.mask), _ground(img, to[0], to[1], obj.mask)
+def _clone_holds(img: np.ndarray, variant: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray) -> bool:
+    """Whether a cloned object stands out from its new ground as it does from its own (no washed-out copy).
+
+    `obj` lies in `src` (the photo or its mirror image), its clone at `to` in `variant`.
+    """
+    gs, gd = _ground(src, obj.x, obj.y, obj.mask), _ground(img, to[0], to[1], obj.mask)
     if gs is None or gd is None:
         return False
     body = obj.body
-    own = img[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w].astype(np.float32)[body].mean(0) - gs[0]
+    own = src[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w].astype(np.float32)[body].mean(0) - gs[0]
     new = variant[to[1] : to[1] + obj.h, to[0] : to[0] + obj.w].astype(np.float32)[body].mean(0) - gd[0]
     return float(np.abs(new - own).max()) <= 0.25 * obj.contrast + 4.0
 
@@ -260,8 +266,11 @@ def _finish(
     return Edit(kind, variant, tight, int((d > VISIBLE_DELTA // 3).sum()), record)
 
 
-def _among_kin(img: np.ndarray, obj: Obj, to: tuple[int, int]) -> bool:
-    """Whether what lies around `to` (KIN_REACH sizes out) is open ground or, in good part, of the clone's colour."""
+def _among_kin(img: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray) -> bool:
+    """Whether what lies around `to` (KIN_REACH sizes out) is open ground or, in good part, of the clone's colour.
+
+    `obj` lies in `src` (the photo or its mirror image).
+    """
     g = _ground(img, to[0], to[1], obj.mask)
     if g is None:
         return False
@@ -277,30 +286,44 @@ def _among_kin(img: np.ndarray, obj: Obj, to: tuple[int, int]) -> bool:
     other = (np.abs(win - g[0]).max(-1) > 0.5 * obj.contrast) & ~spot
     if float(other.mean()) < KIN_BUSY:
         return True
-    own = _lab(_core_mean(img, obj))
+    own = _lab(_core_mean(src, obj))
     de = np.sqrt(((rgb2lab(win[other][None] / 255.0)[0] - own) ** 2).sum(-1))
     return float((de <= KIN_DE).mean()) >= KIN_SHARE
+
+
+def mirrored(img: np.ndarray, obj: Obj) -> tuple[np.ndarray, Obj]:
+    """The photo mirrored left to right, and `obj` in it (its place, mask and core mirrored too)."""
+    flip = lambda m: None if m is None else m[:, ::-1]  # noqa: E731
+    x = img.shape[1] - obj.x - obj.w
+    return img[:, ::-1], Obj(x, obj.y, flip(obj.mask), obj.contrast, flip(obj.core), obj.isolated, obj.edge)
 
 
 def added(
     img: np.ndarray, rng: random.Random, s: int, within: Rect, avoid: list[Rect], idx: ObjectIndex
 ) -> Edit | None:
-    """Clone an object of the photo onto a background spot that looks like the object's own surroundings."""
+    """Clone an object of the photo, mirrored, onto a background spot that looks like its own surroundings.
+
+    Mirrored left to right: two identical islands in one photo is a copy a person recognises (the blind
+    audit spotted a second Jeju), while up stays up (a car or a tree is not turned on its side) and
+    light from above stays above.
+    """
     H, W = img.shape[:2]
     obj = idx.pick(rng, s, (4, 4, W - 4, H - 4), avoid, isolated=True)
     if obj is None:
         return None
+    src, twin = mirrored(img, obj)
     # stricter than a heal: a clone on a slightly different ground is what made clones look pasted
     g = round(CLONE_MIN_AWAY * max(obj.w, obj.h))
     away = [*avoid, (obj.x - g, obj.y - g, obj.x + obj.w + g, obj.y + obj.h + g)]
-    spot = _similar_spot(img, rng, obj, within, away, None, max_cost=CLONE_MAX_COST)
+    spot = _similar_spot(img, rng, twin, within, away, None, max_cost=CLONE_MAX_COST, src=src)
     if spot is None:
         return None
-    variant = _paste(img, img, obj.x, obj.y, spot[0], spot[1], obj.mask)
-    if variant is None or not _clone_holds(img, variant, obj, spot) or not _among_kin(img, obj, spot):
+    variant = _paste(img, src, twin.x, twin.y, spot[0], spot[1], twin.mask)
+    if variant is None or not _clone_holds(img, variant, twin, spot, src) or not _among_kin(img, twin, spot, src):
         return None
     box = (spot[0], spot[1], spot[0] + obj.w, spot[1] + obj.h)
-    return _finish("added", img, variant, box, obj, int(obj.mask.sum()), {"from_px": [obj.x, obj.y]})
+    record = {"from_px": [obj.x, obj.y], "to_px": list(spot), "mirrored": True}
+    return _finish("added", img, variant, box, obj, int(obj.mask.sum()), record)
 
 
 def _background_for(img: np.ndarray, rng: random.Random, obj: Obj) -> tuple[int, int] | None:
@@ -338,7 +361,7 @@ def moved(
     if healed is None or not _healed_like_ground(img, healed, obj):
         return None
     variant = _paste(healed, img, obj.x, obj.y, to[0], to[1], obj.mask)
-    if variant is None or not _clone_holds(img, variant, obj, to):
+    if variant is None or not _clone_holds(img, variant, obj, to, img):
         return None
     box = (min(obj.x, to[0]), min(obj.y, to[1]), max(obj.x, to[0]) + obj.w, max(obj.y, to[1]) + obj.h)
     record = {"from_px": [obj.x, obj.y], "to_px": list(to), "size_px": [obj.w, obj.h]}

@@ -304,3 +304,36 @@ def test_a_clone_does_not_land_among_things_of_another_colour(monkeypatch):
     assert clones() == []
     monkeypatch.setattr(ne, "KIN_SHARE", 0.0)
     assert clones(), "the channels take a clone when its colour is not checked"
+
+
+def _sea_with_a_hook(seed: int = 0) -> np.ndarray:
+    """Calm sea with one island shaped like an L (a bar and a foot pointing right): its mirror image differs."""
+    rng = np.random.default_rng(seed)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    img[280:314, 140:152] = LAND  # the bar
+    img[300:314, 152:172] = LAND  # the foot
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def test_a_clone_is_the_mirror_image_of_its_source(monkeypatch):
+    """Two identical islands in one photo are a copy anyone recognises: a clone is mirrored left to right."""
+    img = _sea_with_a_hook()
+    land = np.abs(img.astype(np.float32) - LAND).max(-1) < 25
+    made = _edits("added", img, 30)
+    assert len(made) >= 2
+    for e in made:
+        new = (np.abs(e.variant.astype(np.float32) - LAND).max(-1) < 25) & ~land
+        ys, xs = np.nonzero(new)
+        cols = new[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].sum(0)
+        bar = int(np.argmax(cols))
+        assert bar > len(cols) / 2, "the bar stands right of the foot in the clone"
+        assert e.record["mirrored"] is True
+    # control: without the mirror the clone is the same L (the bar at the left), so the check can fail
+    from agents.offline import natural_edits
+
+    monkeypatch.setattr(natural_edits, "mirrored", lambda im, o: (im, o))
+    for e in _edits("added", img, 30)[:2]:
+        new = (np.abs(e.variant.astype(np.float32) - LAND).max(-1) < 25) & ~land
+        ys, xs = np.nonzero(new)
+        cols = new[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].sum(0)
+        assert int(np.argmax(cols)) < len(cols) / 2
