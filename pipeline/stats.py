@@ -18,6 +18,7 @@ from pipeline.item_store import ItemRecord, ItemStore
 from pipeline.run_config import REJECTED, RUN_JSON, STATE
 from pipeline.shard_store import MANIFESTS
 from pipeline.stats_agents import AgentFigures, format_agent_figures
+from pipeline.stats_diversity import Diversity, format_diversity
 from pipeline.store_reader import StoreReader
 from schemas.errors import InputError
 
@@ -110,6 +111,7 @@ def collect_stats(run_dir: str | Path) -> dict[str, Any]:
 
     shards: dict[str, Any] = {}
     figures = AgentFigures()
+    diversity = Diversity()
     for r in records:
         figures.add_record(r.usage_parts)
     for name, root in (("accepted", run_dir), ("rejected", run_dir / REJECTED)):
@@ -118,6 +120,8 @@ def collect_stats(run_dir: str | Path) -> dict[str, Any]:
             reader = StoreReader(root, "mifg stats")
             for sample in reader.samples():  # rows validated, ids once (images are decoded by export / train)
                 figures.add(sample.sample, accepted=name == "accepted")
+                if name == "accepted":
+                    diversity.add(sample.sample)
             rep = reader.report
             shards[name] = {"files": rep.shards, "rows": rep.rows, "skipped": dict(sorted(rep.skipped.items()))}
 
@@ -149,6 +153,7 @@ def collect_stats(run_dir: str | Path) -> dict[str, Any]:
         "pool": pool,
         "shards": shards,
         "agents": figures.as_dict(),
+        "diversity": diversity.as_dict(),
         "difficulty": run_difficulty(run_dir),  # naive solvers on (at most 2000 of) the accepted shards
     }
 
@@ -204,6 +209,8 @@ def format_stats(st: dict[str, Any]) -> str:
     for name, sh in st["shards"].items():
         if sh.get("skipped"):
             lines.append(f"  {name} shards skipped: {_counts(sh['skipped'])} (see the warnings above)")
+    if st.get("diversity"):
+        lines += format_diversity(st["diversity"])
     if st.get("agents"):
         lines += format_agent_figures(st["agents"], t["cost_per_accepted_sample"], t["calls_per_accepted_sample"])
     if "difficulty" in st:

@@ -145,11 +145,11 @@ def _balance(
 OBJECT_CELL = 16  # px: one object found at two size classes has its top-left corner a px or two apart
 
 
-def _edited_objects(images: ImageSet) -> set[tuple[int, int]]:
-    """The photo objects the set's natural edits acted on (cells of their top-left corner), from its record."""
+def edited_objects(construction: dict) -> set[tuple[int, int]]:
+    """The photo objects a set's natural edits acted on (cells of their top-left corner), from its record."""
     return {
         (int(e["object_px"][0]) // OBJECT_CELL, int(e["object_px"][1]) // OBJECT_CELL)
-        for im in images.construction.get("images", [])
+        for im in construction.get("images", [])
         for e in im.get("edits", [])
         if "object_px" in e
     }
@@ -250,7 +250,9 @@ class OfflineCritic:
         question_key = _cap_key(ctx, f"capq:{' '.join(draft.question.lower().split())}", self.cap_question)
         if question_key is None:
             return _verdict("reject", [("cap_question", f"{self.cap_question} accepted already")])
-        object_keys = [_cap_key(ctx, f"capo:{source}:{x},{y}", self.cap_object) for x, y in _edited_objects(images)]
+        object_keys = [
+            _cap_key(ctx, f"capo:{source}:{x},{y}", self.cap_object) for x, y in edited_objects(images.construction)
+        ]
         if None in object_keys:
             return _verdict(
                 "reject", [("cap_object", f"an object edited here is in {self.cap_object} accepted already")]

@@ -270,7 +270,10 @@ def count_changes(b: SceneBuilder) -> ImageSet:
     for rec in fin.construction["images"]:
         if rec["edits"]:
             view = View(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec["view"].items()})
-            rec["edits"] = [{"kind": e.kind, "box_px": list(e.box), "bbox": list(view.box(e.box))} for e in edits]
+            # each edit keeps its own record (object_px: the critic's cap_object counts the objects edited)
+            rec["edits"] = [
+                {"kind": e.kind, "box_px": list(e.box), "bbox": list(view.box(e.box)), **e.record} for e in edits
+            ]
     return fin
 
 

@@ -127,7 +127,7 @@ def test_caps_limit_photo_family_answer_repeats(photo_ctx):
 
 def test_cap_limits_how_often_one_object_is_edited(photo_ctx):
     """With cap_object 1, no two accepted samples edit the same object of a photo; the second is refused."""
-    from agents.offline.critic import _edited_objects
+    from agents.offline.critic import edited_objects
 
     agents = build_offline_agents()
     critic = OfflineCritic(cap_object=1, cap_answer=99)
@@ -139,7 +139,7 @@ def test_cap_limits_how_often_one_object_is_edited(photo_ctx):
             images = _build("which_differs", ctx, seed)
         except NoSet:
             continue
-        objects = _edited_objects(images)
+        objects = edited_objects(images.construction)
         if images.construction["twin"]:  # nothing edited: nothing to cap
             continue
         assert objects, "every natural edit records the object it acted on"
@@ -206,3 +206,21 @@ def test_region_questions_name_the_grid_their_options_refer_to(family, photo_ctx
         assert f"3 x 3 grid over {image}" in draft.question, draft.question
         assert ("row 1 is the top" in draft.question) == coords, (draft.question, draft.options)
     assert seen, "no set was built"
+
+
+@pytest.mark.parametrize("family", ["count_changes", "count_across", "change_kind"])
+def test_every_edit_records_the_object_it_acted_on(family, photo_ctx):
+    """cap_object counts objects from the record: count_changes' stacked edits had dropped theirs."""
+    from agents.offline.critic import edited_objects
+
+    made = 0
+    for seed in range(12):
+        try:
+            images = _build(family, photo_ctx, seed)
+        except NoSet:
+            continue
+        edits = [e for im in images.construction["images"] for e in im["edits"]]
+        made += bool(edits)
+        assert all("object_px" in e for e in edits), family
+        assert bool(edits) == bool(edited_objects(images.construction))
+    assert made >= 2, family
