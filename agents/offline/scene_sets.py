@@ -255,8 +255,9 @@ def count_changes(b: SceneBuilder) -> ImageSet:
     edits: list[Edit] = []
     base = b.img
     for _ in range(m):
-        # no moves: a person counts an object that moved as one change or as two (gone here, new there)
-        e = b.edit(avoid=[_grow(x.box, 2 * b.s) for x in edits], base=base, exclude=("moved",))
+        # no moves: a person counts an object that moved as one change or as two (gone here, new there);
+        # nor an object an earlier edit acted on: a clone of an island and that island's removal read as a move
+        e = b.edit(avoid=[r for x in edits for r in _acted_on(x, b.s)], base=base, exclude=("moved",))
         edits.append(e)
         base = e.variant
     edited = b.rng.randrange(2)
@@ -279,6 +280,15 @@ def count_changes(b: SceneBuilder) -> ImageSet:
 
 def _grow(box, g):
     return (box[0] - g, box[1] - g, box[2] + g, box[3] + g)
+
+
+def _acted_on(e: Edit, s: int) -> list[tuple[int, int, int, int]]:
+    """Where a stacked edit may not act: the edit's box and the object it acted on (a clone's source), 2 s around."""
+    boxes = [_grow(e.box, 2 * s)]
+    if "object_px" in e.record:
+        x, y = e.record["object_px"]
+        boxes.append(_grow((x, y, x + s, y + s), 2 * s))
+    return boxes
 
 
 def change_kind(b: SceneBuilder) -> ImageSet:

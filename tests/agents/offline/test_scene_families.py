@@ -224,3 +224,23 @@ def test_every_edit_records_the_object_it_acted_on(family, photo_ctx):
         assert all("object_px" in e for e in edits), family
         assert bool(edits) == bool(edited_objects(images.construction))
     assert made >= 2, family
+
+
+def test_count_changes_never_edits_one_object_twice(tmp_path):
+    """A clone of an island plus that island's removal reads as one move: on a photo with one island,
+    count_changes can make one change and no more (the audit counted such a pair as 1, the key said 2)."""
+    rng = np.random.default_rng(0)
+    img = np.array((70.0, 110.0, 160.0)) + rng.normal(0, 3, (900, 1200, 3))
+    yy, xx = np.mgrid[0:900, 0:1200]
+    img[np.hypot(xx - 400, yy - 450) <= 12] = (150.0, 170.0, 120.0)
+    ref = store_image(Image.fromarray(img.clip(0, 255).astype(np.uint8)), tmp_path, source="test:sea", license="CC0")
+    ctx = AgentContext(image_dir=tmp_path, pool=PhotoPool(photos=[ref]), registry=SetRegistry())
+    answers = []
+    for k in range(12):
+        b = SceneBuilder(ctx, ref, random.Random(k), NATURAL_KINDS, twin_rate=0.0, answers=random.Random(k))
+        try:
+            answers.append(BUILDERS["count_changes"](b).construction["answer"])
+        except NoSet:
+            answers.append(None)
+    assert "1" in answers, answers
+    assert set(answers) <= {"1", None}, answers
