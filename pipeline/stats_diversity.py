@@ -14,13 +14,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from agents.offline.critic import edited_objects
+from agents.offline.critic import answer_identity, edited_objects, question_identity
 from schemas import Sample
-
-
-def _question_key(question: str) -> str:
-    """The question as the critic's `cap_question` counts it: lower case, runs of spaces as one."""
-    return " ".join(question.lower().split())
 
 
 def _collection(source: str) -> str:
@@ -49,14 +44,15 @@ class Diversity:
             self.photos[s] += 1
         for c in sorted({_collection(s) for s in sources}):
             self.collections[c] += 1
-        self.questions[_question_key(sample.question)] += 1
+        self.questions[question_identity(sample.question)] += 1
         try:
             construction = json.loads(sample.provenance.construction or "{}")
         except ValueError:
             construction = {}
         family = construction.get("family") or sample.task_type.value
         answer = sample.options[ord(sample.answer) - ord("A")] if sample.options else sample.answer
-        self.answers[(sources[0] if sources else "", family, answer.strip().lower())] += 1
+        first = sample.image_meta[0].source if sample.image_meta else ""
+        self.answers[answer_identity(first, family, answer)] += 1
         self.twins += bool(construction.get("twin"))
         for image in construction.get("images") or []:
             for e in image.get("edits") or []:

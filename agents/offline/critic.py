@@ -145,6 +145,16 @@ def _balance(
 OBJECT_CELL = 16  # px: one object found at two size classes has its top-left corner a px or two apart
 
 
+def answer_identity(source: str, family: str, answer_text: str) -> str:
+    """What `cap_answer` counts: the set's (first image's) source photo, its family and its answer text."""
+    return f"{source}:{family}:{answer_text.lower()}"
+
+
+def question_identity(question: str) -> str:
+    """What `cap_question` counts: the question in lower case, runs of spaces as one."""
+    return " ".join(question.lower().split())
+
+
 def edited_objects(construction: dict) -> set[tuple[int, int]]:
     """The photo objects a set's natural edits acted on (cells of their top-left corner), from its record."""
     return {
@@ -244,10 +254,10 @@ class OfflineCritic:
                 return _verdict("reject", [("glance_solvable", f"answerable on the glance view ({g.notes})")])
         family = str(images.construction.get("family", draft.task_type.value))
         source = images.images[0].source
-        answer_key = _cap_key(ctx, f"cap:{source}:{family}:{text.lower()}", self.cap_answer)
+        answer_key = _cap_key(ctx, f"cap:{answer_identity(source, family, text)}", self.cap_answer)
         if answer_key is None:
             return _verdict("reject", [("cap_photo_family_answer", f"{self.cap_answer} accepted already")])
-        question_key = _cap_key(ctx, f"capq:{' '.join(draft.question.lower().split())}", self.cap_question)
+        question_key = _cap_key(ctx, f"capq:{question_identity(draft.question)}", self.cap_question)
         if question_key is None:
             return _verdict("reject", [("cap_question", f"{self.cap_question} accepted already")])
         object_keys = [

@@ -311,15 +311,15 @@ def added(
     obj = idx.pick(rng, s, (4, 4, W - 4, H - 4), avoid, isolated=True)
     if obj is None:
         return None
-    src, twin = mirrored(img, obj)
+    src, flipped = mirrored(img, obj)
     # stricter than a heal: a clone on a slightly different ground is what made clones look pasted
     g = round(CLONE_MIN_AWAY * max(obj.w, obj.h))
     away = [*avoid, (obj.x - g, obj.y - g, obj.x + obj.w + g, obj.y + obj.h + g)]
-    spot = _similar_spot(img, rng, twin, within, away, None, max_cost=CLONE_MAX_COST, src=src)
+    spot = _similar_spot(img, rng, flipped, within, away, None, max_cost=CLONE_MAX_COST, src=src)
     if spot is None:
         return None
-    variant = _paste(img, src, twin.x, twin.y, spot[0], spot[1], twin.mask)
-    if variant is None or not _clone_holds(img, variant, twin, spot, src) or not _among_kin(img, twin, spot, src):
+    variant = _paste(img, src, flipped.x, flipped.y, spot[0], spot[1], flipped.mask)
+    if variant is None or not _clone_holds(img, variant, flipped, spot, src) or not _among_kin(img, flipped, spot, src):
         return None
     box = (spot[0], spot[1], spot[0] + obj.w, spot[1] + obj.h)
     record = {"from_px": [obj.x, obj.y], "to_px": list(spot), "mirrored": True}

@@ -315,25 +315,26 @@ def _sea_with_a_hook(seed: int = 0) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
+def _bar_on_the_right(img: np.ndarray, variant: np.ndarray) -> bool:
+    """Whether the L that `variant` adds to `img` has its bar (its fullest column) in its right half."""
+    land = np.abs(img.astype(np.float32) - LAND).max(-1) < 25
+    new = (np.abs(variant.astype(np.float32) - LAND).max(-1) < 25) & ~land
+    ys, xs = np.nonzero(new)
+    cols = new[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].sum(0)
+    return int(np.argmax(cols)) > len(cols) / 2
+
+
 def test_a_clone_is_the_mirror_image_of_its_source(monkeypatch):
     """Two identical islands in one photo are a copy anyone recognises: a clone is mirrored left to right."""
     img = _sea_with_a_hook()
-    land = np.abs(img.astype(np.float32) - LAND).max(-1) < 25
     made = _edits("added", img, 30)
     assert len(made) >= 2
     for e in made:
-        new = (np.abs(e.variant.astype(np.float32) - LAND).max(-1) < 25) & ~land
-        ys, xs = np.nonzero(new)
-        cols = new[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].sum(0)
-        bar = int(np.argmax(cols))
-        assert bar > len(cols) / 2, "the bar stands right of the foot in the clone"
+        assert _bar_on_the_right(img, e.variant), "the bar stands right of the foot in the clone"
         assert e.record["mirrored"] is True
     # control: without the mirror the clone is the same L (the bar at the left), so the check can fail
     from agents.offline import natural_edits
 
     monkeypatch.setattr(natural_edits, "mirrored", lambda im, o: (im, o))
     for e in _edits("added", img, 30)[:2]:
-        new = (np.abs(e.variant.astype(np.float32) - LAND).max(-1) < 25) & ~land
-        ys, xs = np.nonzero(new)
-        cols = new[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].sum(0)
-        assert int(np.argmax(cols)) < len(cols) / 2
+        assert not _bar_on_the_right(img, e.variant)
