@@ -53,6 +53,11 @@ KIN_REACH = 6.0
 KIN_DE = 25.0
 KIN_SHARE = 0.25
 KIN_BUSY = 0.03  # ... "other things": at least this share of the surroundings is not the spot's ground
+# ... and of their grain: the clone's fine texture (mean gradient of grey) within these shares of its kin's
+# around the spot; a flat green island set down among islands shaded by their relief was called pasted
+KIN_GRAIN = (0.8, 2.0)
+GRAIN_INSET = 3  # grain is read this many px inside an outline (a 1 px blur's gradient reaches ~3 px)
+KIN_GRAIN_FLOOR = 1.5  # grey levels per px: below this, on both sides, texture is too faint to compare
 SPOT_TRIES = 60  # random spots tried for a clone, a heal or a move
 GROUND_REACH = 0.5  # an object's ground: the band out to this share of its side around its mask
 FEATHER = 0.06  # a pasted patch fades in over this share of its side (inside the mask's rim of ground)
@@ -266,14 +271,49 @@ def _finish(
     return Edit(kind, variant, tight, int((d > VISIBLE_DELTA // 3).sum()), record)
 
 
-def _among_kin(img: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray) -> bool:
-    """Whether what lies around `to` (KIN_REACH sizes out) is open ground or, in good part, of the clone's colour.
+def _grain(grey: np.ndarray, where: np.ndarray) -> float:
+    """Fine texture at the `where` px of a grey image: mean gradient magnitude (grey levels per px, 1 px blur)."""
+    return float(ndimage.gaussian_gradient_magnitude(grey, 1.0)[where].mean())
 
-    `obj` lies in `src` (the photo or its mirror image).
+
+def _grey(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32).mean(-1)
+
+
+def _clone_grain(src: np.ndarray, obj: Obj) -> float | None:
+    """The object's own fine texture, its outline left out (None: too small to tell)."""
+    inner = ndimage.binary_erosion(obj.body, iterations=GRAIN_INSET)
+    if int(inner.sum()) < 12:
+        return None
+    return _grain(_grey(src[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w]), inner)
+
+
+def _among_kin(img: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray) -> bool:
+    """Whether what lies around `to` (KIN_REACH sizes out) is open ground or, in good part, like the clone.
+
+    Like it: of its colour (KIN_SHARE within KIN_DE) and of its grain (KIN_GRAIN). `obj` lies in `src`
+    (the photo or its mirror image).
+    """
+    return (kin := _kin_around(img, obj, to, src)) is None or (
+        kin[0] >= KIN_SHARE and _grain_fits(_clone_grain(src, obj), kin[1])
+    )
+
+
+def _grain_fits(own: float | None, kin: float | None) -> bool:
+    if own is None or kin is None or max(own, kin) < KIN_GRAIN_FLOOR:
+        return True
+    return KIN_GRAIN[0] <= own / max(kin, 1e-6) <= KIN_GRAIN[1]
+
+
+def _kin_around(img: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray) -> tuple[float, float | None] | None:
+    """Around `to`: the share of other things of the clone's colour and those things' grain (None: open ground).
+
+    The grain is read where those things are at least a sample step thick (their outlines left out); None
+    when too little of them is.
     """
     g = _ground(img, to[0], to[1], obj.mask)
     if g is None:
-        return False
+        return (0.0, None)
     H, W = img.shape[:2]
     size = max(obj.w, obj.h)
     reach = round(KIN_REACH * size)
@@ -285,10 +325,23 @@ def _among_kin(img: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray) 
     spot = (xs >= to[0]) & (xs < to[0] + obj.w) & (ys >= to[1]) & (ys < to[1] + obj.h)
     other = (np.abs(win - g[0]).max(-1) > 0.5 * obj.contrast) & ~spot
     if float(other.mean()) < KIN_BUSY:
-        return True
+        return None
     own = _lab(_core_mean(src, obj))
-    de = np.sqrt(((rgb2lab(win[other][None] / 255.0)[0] - own) ** 2).sum(-1))
-    return float((de <= KIN_DE).mean()) >= KIN_SHARE
+    de = np.full(other.shape, np.inf, np.float32)
+    de[other] = np.sqrt(((rgb2lab(win[other][None] / 255.0)[0] - own) ** 2).sum(-1))
+    share = float((de <= KIN_DE).sum() / other.sum())
+    if share < KIN_SHARE:
+        return share, None
+    # the grain at full resolution, read as the clone's is: GRAIN_INSET px inside the outlines
+    full = img[y1:y2, x1:x2].astype(np.float32)
+    things = np.abs(full - g[0]).max(-1) > 0.5 * obj.contrast
+    things[to[1] - y1 : to[1] - y1 + obj.h, to[0] - x1 : to[0] - x1 + obj.w] = False
+    kin = np.zeros_like(things)
+    kin[things] = np.sqrt(((rgb2lab(full[things][None] / 255.0)[0] - own) ** 2).sum(-1)) <= KIN_DE
+    inner = ndimage.binary_erosion(kin, iterations=GRAIN_INSET)
+    if int(inner.sum()) < 12:
+        return share, None
+    return share, _grain(_grey(full), inner)
 
 
 def mirrored(img: np.ndarray, obj: Obj) -> tuple[np.ndarray, Obj]:

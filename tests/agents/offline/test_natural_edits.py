@@ -338,3 +338,36 @@ def test_a_clone_is_the_mirror_image_of_its_source(monkeypatch):
     monkeypatch.setattr(natural_edits, "mirrored", lambda im, o: (im, o))
     for e in _edits("added", img, 30)[:2]:
         assert not _bar_on_the_right(img, e.variant)
+
+
+def _sea_by_relief_land(island_relief: float, seed: int = 0) -> np.ndarray:
+    """A green island in open sea on the left; on the right, sea channels between large green landmasses
+    shaded by their relief (a ripple of +-12 grey levels). `island_relief`: the island's own ripple."""
+    rng = np.random.default_rng(seed)
+    img = GROUND + rng.normal(0, 3, (600, 800, 3))
+    yy, xx = np.mgrid[0:600, 0:800]
+    relief = (np.sin(xx / 3.0) * np.cos(yy / 4.0))[..., None]
+    island = np.hypot(xx - 150, yy - 300) <= 14
+    img[island] = (LAND + island_relief * relief)[island]
+    for cx in (470, 640, 800):
+        for cy in (0, 170, 340, 510):
+            land = np.hypot(xx - cx, yy - cy) <= 55  # too large to be an object itself
+            img[land] = (LAND + 12.0 * relief)[land]
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def test_a_clone_does_not_land_among_things_of_another_grain(monkeypatch):
+    """A flat green island set down among green islands shaded by their relief was called pasted at once."""
+    import agents.offline.natural_edits as ne
+
+    within = (360, 40, 760, 560)  # only the channels: the island's own open sea is out of reach
+
+    def clones(img: np.ndarray) -> list:
+        made = (natural_edit("added", img, random.Random(s), 30, within) for s in range(16))
+        return [e for e in made if e is not None]
+
+    flat = _sea_by_relief_land(0.0)
+    assert clones(flat) == []
+    assert clones(_sea_by_relief_land(12.0)), "an island with the land's own relief may land there"
+    monkeypatch.setattr(ne, "KIN_GRAIN", (0.0, float("inf")))
+    assert clones(flat), "the channels take the flat island when its grain is not checked"
