@@ -95,6 +95,7 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
                 f"offline option 'image_side' ({image_side}) must be an even multiple of thumbnail_side ({t}),"
                 " so that fine_texture checkerboards average out exactly"
             )
+    cap_object = _number(opts, "cap_object", CAP_OBJECT)
     return AgentSet(
         pairer=OfflinePairer(
             related_rate=_number(opts, "related_rate", 0.12, float),
@@ -104,6 +105,7 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
             thumbnail_side=thumb,
             families=families,
             twin_rate=twin_rate,
+            cap_object=cap_object,  # the pairer passes over what the critic would reject for it
         ),
         writer=OfflineWriter(),
         verifier=OfflineVerifier(tau=tau, min_px=min_px),
@@ -113,7 +115,7 @@ def build_offline_agents(options: dict[str, Any] | None = None) -> AgentSet:
             thumbnail_side=thumb,
             cap_answer=_number(opts, "cap_answer", CAP_ANSWER),
             cap_question=_number(opts, "cap_question", CAP_QUESTION),
-            cap_object=_number(opts, "cap_object", CAP_OBJECT),
+            cap_object=cap_object,
             twin_rate=twin_rate,
         ),
         backend="offline",

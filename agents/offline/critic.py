@@ -155,10 +155,24 @@ def question_identity(question: str) -> str:
     return " ".join(question.lower().split())
 
 
+def object_cell(x: int, y: int) -> tuple[int, int]:
+    """What `cap_object` counts an object by: the cell of its top-left corner (`object_px`)."""
+    return int(x) // OBJECT_CELL, int(y) // OBJECT_CELL
+
+
+def _object_base(source: str, cell: tuple[int, int]) -> str:
+    return f"capo:{source}:{cell[0]},{cell[1]}"
+
+
+def object_spent(ctx: AgentContext, source: str, x: int, y: int, cap: int = CAP_OBJECT) -> bool:
+    """Whether `cap` accepted samples already edit the object at (x, y): cap_object would reject one more."""
+    return _cap_key(ctx, _object_base(source, object_cell(x, y)), cap) is None
+
+
 def edited_objects(construction: dict) -> set[tuple[int, int]]:
-    """The photo objects a set's natural edits acted on (cells of their top-left corner), from its record."""
+    """The photo objects a set's natural edits acted on (their `object_cell`), from its record."""
     return {
-        (int(e["object_px"][0]) // OBJECT_CELL, int(e["object_px"][1]) // OBJECT_CELL)
+        object_cell(*e["object_px"])
         for im in construction.get("images", [])
         for e in im.get("edits", [])
         if "object_px" in e
@@ -261,7 +275,7 @@ class OfflineCritic:
         if question_key is None:
             return _verdict("reject", [("cap_question", f"{self.cap_question} accepted already")])
         object_keys = [
-            _cap_key(ctx, f"capo:{source}:{x},{y}", self.cap_object) for x, y in edited_objects(images.construction)
+            _cap_key(ctx, _object_base(source, cell), self.cap_object) for cell in edited_objects(images.construction)
         ]
         if None in object_keys:
             return _verdict(

@@ -107,8 +107,10 @@ class OfflinePairer:
         thumbnail_side: int | None = None,
         families: tuple[str, ...] = DEFAULT_FAMILIES,
         twin_rate: float = 0.15,
+        cap_object: int | None = None,
     ) -> None:
         self.families, self.twin_rate = families, twin_rate
+        self.cap_object = cap_object  # the critic's: objects already in this many accepted samples are not edited
         self.related_rate = related_rate
         self.max_images = max_images
         self.kinds = kinds
@@ -163,7 +165,9 @@ class OfflinePairer:
             index = rng.choices(range(len(photos)), weights)[0]
             try:
                 answers = random.Random(answer_seed)
-                builder = SceneBuilder(ctx, photos[index], rng, kinds, self.twin_rate, answers=answers)
+                builder = SceneBuilder(
+                    ctx, photos[index], rng, kinds, self.twin_rate, answers=answers, cap_object=self.cap_object
+                )
                 images = BUILDERS[family](builder)
             except NoSet as e:
                 last = e

@@ -20,6 +20,7 @@ from PIL import Image
 
 from agents.base import AgentContext, ImageRef, ImageSet
 from agents.image_cache import store_image
+from agents.offline.critic import object_spent
 from agents.offline.natural_edits import Edit, colourfulness, natural_edit
 from agents.offline.nuisance import View, close_up, global_view, render
 from agents.offline.objects import ObjectIndex, inside, objects_of
@@ -87,8 +88,10 @@ class SceneBuilder:
         kinds: tuple[str, ...],
         twin_rate: float,
         answers: random.Random | None = None,
+        cap_object: int | None = None,
     ):
         self.ctx, self.photo, self.rng, self.twin_rate = ctx, photo, rng, twin_rate
+        self.cap_object = cap_object  # edits pass over objects already in this many accepted samples (None: no cap)
         # the answer and twin draws come from their own stream, which the pairer replays for every photo
         # it tries: else a photo that cannot hold an answer (no object to remove) makes the pairer draw
         # again, and answers needing nothing (twins, "0") pile up: 33% twins at twin_rate 0.15
@@ -128,9 +131,17 @@ class SceneBuilder:
         raise NoSet(f"no {'/'.join(kinds)} edit found in this photo")
 
     def objects(self) -> ObjectIndex:
-        """The photo's objects at the current detail size (looked up once per size: the lookup hashes the photo)."""
+        """The photo's objects at the current detail size (looked up once per size: the lookup hashes the photo).
+
+        Objects whose cap_object is full are passed over: a set made on one would be built, written and
+        checked, then rejected (cap_object threw away a fifth of a 480-item run).
+        """
         if self.s not in self._objects:
-            self._objects[self.s] = objects_of(self.img, self.s)
+            idx = objects_of(self.img, self.s)
+            if self.cap_object is not None:
+                ctx, source, cap = self.ctx, self.photo.source, self.cap_object
+                idx = idx.sparing(lambda o: object_spent(ctx, source, o.x, o.y, cap))
+            self._objects[self.s] = idx
         return self._objects[self.s]
 
     def view(self) -> View:

@@ -41,6 +41,7 @@ def test_pick_respects_size_place_and_what_to_avoid():
     left = (0, 0, 300, 600)
     picks = {index.pick(rng, 30, left, []).box for _ in range(20)}
     assert picks and all(b[2] <= 300 for b in picks)
+    assert len(picks) == 2, "both objects on the left are drawn, not only the one of more contrast"
     first = next(iter(picks))
     # a box to avoid (with a gap of one object size) leaves only the other object on the left
     assert all(index.pick(rng, 30, left, [first]).box != first for _ in range(10))
