@@ -37,7 +37,7 @@ browser:
 	@chromium --version
 
 demo: setup
-	OMP_NUM_THREADS=1 $(BIN)/mifg generate --out runs/demo -n $(DEMO_N)
+	$(BIN)/mifg generate --out runs/demo -n $(DEMO_N)
 	$(BIN)/mifg stats runs/demo
 
 test: setup browser
