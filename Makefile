@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # The CPU build of torch lies on disk on our machines; uv ignores pip's find-links, so name it.
 TORCH := $(or $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)),torch==2.13.0)
-DEMO_N ?= 480
+DEMO_N ?= 540
 CONSUMERS ?= .venv-consumers
 VERL ?= .venv-verl
 

@@ -6,7 +6,7 @@
   families      task families of the default sets (default: all ten of `scene_sets.BUILDERS`)
   twin_rate     share of sets that are unanswerable twins ("none of them", "no difference"; 0.15)
   cap_answer, cap_question  accepted samples per (photo, family, answer) (3) and per question string (40)
-  cap_object    accepted samples per object of a photo that an edit acted on (16)
+  cap_object    accepted samples per object of a photo that an edit acted on (20)
   kinds         edit kinds; default "natural" (= `NATURAL_KINDS`: clone, heal, recolour or move an object,
                 in the families of `scene_sets`); the drawn kinds of earlier versions (`EDIT_KINDS`: recolor,
                 paste_shape, ... on pixel copies) are opt-in, e.g. kinds=["recolor","paste_shape"], as is

@@ -45,8 +45,9 @@ LOCATION_GRID = 8
 CAP_ANSWER = 3  # accepted samples per (source photo, family, answer text)
 CAP_QUESTION = 40  # accepted samples per exact question string
 # accepted samples per object of a photo that an edit acted on: the bundled earth tiles hold about 30
-# such objects, and one island was the change in 31 of 239 demo samples
-CAP_OBJECT = 16
+# such objects, and one island was the change in 31 of 239 demo samples; at 16, with clones that must
+# match the grain around them and recolours the colour, the bundled photos ran out at 191 samples
+CAP_OBJECT = 20
 # an answer may hold its fair share of its family (chance, or the twin rate) plus this share plus BALANCE_LEAD
 # samples: a share, not a floor of samples seen, so that small families of a short run are balanced too
 BALANCE_SLACK = 0.04

@@ -50,6 +50,8 @@ CLONE_MIN_AWAY = 5.0
 # KIN_SHARE of them have about the clone's colour (CIELAB delta E); a green island set down among the
 # white land of the Arctic was called pasted. Open ground around the spot is fine (an island at sea).
 KIN_REACH = 6.0
+KIN_FAR = 18.0  # ... and where nothing lies that near (a recolour), this many sizes out
+RECOLOUR_BUSY = 0.002  # a recolour heeds even a few islets around it (a clone: KIN_BUSY)
 KIN_DE = 25.0
 KIN_SHARE = 0.25
 KIN_BUSY = 0.03  # ... "other things": at least this share of the surroundings is not the spot's ground
@@ -280,11 +282,15 @@ def _grey(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32).mean(-1)
 
 
-def _clone_grain(src: np.ndarray, obj: Obj) -> float | None:
-    """The object's own fine texture, its outline left out (None: too small to tell)."""
+def _clone_grain(src: np.ndarray, obj: Obj) -> float:
+    """The object's own fine texture, its outline left out.
+
+    0 for an object too thin to have any GRAIN_INSET px inside: at 7 px across, no relief shows (a
+    25 x 14 px green islet among grey, relief-shaded ones was called pasted, twice).
+    """
     inner = ndimage.binary_erosion(obj.body, iterations=GRAIN_INSET)
     if int(inner.sum()) < 12:
-        return None
+        return 0.0
     return _grain(_grey(src[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w]), inner)
 
 
@@ -294,29 +300,48 @@ def _among_kin(img: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray) 
     Like it: of its colour (KIN_SHARE within KIN_DE) and of its grain (KIN_GRAIN). `obj` lies in `src`
     (the photo or its mirror image).
     """
-    return (kin := _kin_around(img, obj, to, src)) is None or (
-        kin[0] >= KIN_SHARE and _grain_fits(_clone_grain(src, obj), kin[1])
-    )
+    kin = _kin_around(img, obj, to, _lab(_core_mean(src, obj)), GRAIN_INSET)
+    return kin is None or (kin[0] >= KIN_SHARE and _grain_fits(_clone_grain(src, obj), kin[1]))
 
 
-def _grain_fits(own: float | None, kin: float | None) -> bool:
-    if own is None or kin is None or max(own, kin) < KIN_GRAIN_FLOOR:
+def _colour_fits_around(img: np.ndarray, obj: Obj, colour: np.ndarray) -> bool:
+    """Whether things around `obj` have about `colour` (KIN_SHARE within KIN_DE), or nothing lies around it.
+
+    Nothing within KIN_REACH sizes: KIN_FAR sizes are looked at, the way a person takes an island's colour
+    from the nearest land. A white Arctic islet turned the orange of land far south was called painted.
+    """
+    for reach in (KIN_REACH, KIN_FAR):
+        kin = _kin_around(img, obj, (obj.x, obj.y), _lab(colour), None, reach, RECOLOUR_BUSY)
+        if kin is not None:
+            return kin[0] >= KIN_SHARE
+    return True
+
+
+def _grain_fits(own: float, kin: float | None) -> bool:
+    if kin is None or max(own, kin) < KIN_GRAIN_FLOOR:
         return True
     return KIN_GRAIN[0] <= own / max(kin, 1e-6) <= KIN_GRAIN[1]
 
 
-def _kin_around(img: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray) -> tuple[float, float | None] | None:
-    """Around `to`: the share of other things of the clone's colour and those things' grain (None: open ground).
-
-    The grain is read where those things are at least a sample step thick (their outlines left out); None
-    when too little of them is.
+def _kin_around(
+    img: np.ndarray,
+    obj: Obj,
+    to: tuple[int, int],
+    own: np.ndarray,
+    inset: int | None,
+    reach_sizes: float = KIN_REACH,
+    busy: float = KIN_BUSY,
+) -> tuple[float, float | None] | None:
+    """Around obj's mask placed at `to`: the share of other things within KIN_DE of colour `own` (CIELAB),
+    and those things' grain read `inset` px inside their outlines (None: not asked for, or too little of
+    them). None: open ground all around (less than `busy` of other things).
     """
     g = _ground(img, to[0], to[1], obj.mask)
     if g is None:
         return (0.0, None)
     H, W = img.shape[:2]
     size = max(obj.w, obj.h)
-    reach = round(KIN_REACH * size)
+    reach = round(reach_sizes * size)
     x1, y1 = max(0, to[0] - reach), max(0, to[1] - reach)
     x2, y2 = min(W, to[0] + obj.w + reach), min(H, to[1] + obj.h + reach)
     step = max(1, size // 8)  # a few px per object side is plenty to see what colours lie around
@@ -324,21 +349,20 @@ def _kin_around(img: np.ndarray, obj: Obj, to: tuple[int, int], src: np.ndarray)
     ys, xs = np.mgrid[y1:y2:step, x1:x2:step]
     spot = (xs >= to[0]) & (xs < to[0] + obj.w) & (ys >= to[1]) & (ys < to[1] + obj.h)
     other = (np.abs(win - g[0]).max(-1) > 0.5 * obj.contrast) & ~spot
-    if float(other.mean()) < KIN_BUSY:
+    if float(other.mean()) < busy:
         return None
-    own = _lab(_core_mean(src, obj))
     de = np.full(other.shape, np.inf, np.float32)
     de[other] = np.sqrt(((rgb2lab(win[other][None] / 255.0)[0] - own) ** 2).sum(-1))
     share = float((de <= KIN_DE).sum() / other.sum())
-    if share < KIN_SHARE:
+    if share < KIN_SHARE or inset is None:
         return share, None
-    # the grain at full resolution, read as the clone's is: GRAIN_INSET px inside the outlines
+    # the grain at full resolution, read as the clone's is: `inset` px inside the outlines
     full = img[y1:y2, x1:x2].astype(np.float32)
     things = np.abs(full - g[0]).max(-1) > 0.5 * obj.contrast
     things[to[1] - y1 : to[1] - y1 + obj.h, to[0] - x1 : to[0] - x1 + obj.w] = False
     kin = np.zeros_like(things)
     kin[things] = np.sqrt(((rgb2lab(full[things][None] / 255.0)[0] - own) ** 2).sum(-1)) <= KIN_DE
-    inner = ndimage.binary_erosion(kin, iterations=GRAIN_INSET)
+    inner = ndimage.binary_erosion(kin, iterations=inset)
     if int(inner.sum()) < 12:
         return share, None
     return share, _grain(_grey(full), inner)
@@ -485,9 +509,11 @@ def recoloured(
             # shallows around it looks like a hole in the map
             and float(np.linalg.norm(lab - own_ground)) >= 0.7 * float(np.linalg.norm(own_lab - own_ground))
         ]
-        if not donors:
+        rng.shuffle(donors)
+        # the colour of things around it, as with clones (checked last: it reads a window of the photo)
+        target = next((c for c in donors if _colour_fits_around(img, obj, c)), None)
+        if target is None:
             continue
-        target = rng.choice(donors)
         win = img[obj.y : obj.y + obj.h, obj.x : obj.x + obj.w].astype(np.float32)
         shifted = (win + (target - own)).clip(0, 255)
         # the object and its first px of rim (a rim left in the old colour read as an outline); a colour

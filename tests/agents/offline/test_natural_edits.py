@@ -371,3 +371,47 @@ def test_a_clone_does_not_land_among_things_of_another_grain(monkeypatch):
     assert clones(_sea_by_relief_land(12.0)), "an island with the land's own relief may land there"
     monkeypatch.setattr(ne, "KIN_GRAIN", (0.0, float("inf")))
     assert clones(flat), "the channels take the flat island when its grain is not checked"
+
+
+def test_an_islet_too_thin_to_show_relief_counts_as_flat():
+    """A 25 x 14 px islet 6-7 px across had no px 3 inside its outline, so its grain went unchecked and it
+    was set down among relief-shaded islands (called pasted twice): it counts as flat, as it looks."""
+    from agents.offline.natural_edits import _clone_grain, _grain_fits
+    from agents.offline.objects import Obj
+
+    rng = np.random.default_rng(0)
+    img = (LAND + rng.normal(0, 20, (14, 25, 3))).clip(0, 255).astype(np.uint8)  # as rough as it gets
+    body = np.zeros((14, 25), bool)
+    body[4:10, 2:23] = True  # 6 px across
+    grain = _clone_grain(img, Obj(0, 0, np.ones((14, 25), bool), 60.0, body))
+    assert grain == 0.0
+    assert not _grain_fits(grain, 2.5), "not among things with relief"
+    assert _grain_fits(grain, 1.0), "among plain things, or on open sea, it may land"
+
+
+def _arctic(green_near: bool, seed: int = 0) -> np.ndarray:
+    """White islets on a calm sea at the left; a light green islet far to the right (or, `green_near`, one
+    of the islets at the left is green too)."""
+    rng = np.random.default_rng(seed)
+    img = GROUND + rng.normal(0, 3, (600, 1400, 3))
+    yy, xx = np.mgrid[0:600, 0:1400]
+    white, green = (235.0, 238.0, 240.0), (170.0, 215.0, 160.0)
+    islets = [((200, 300), white), ((300, 250), white), ((290, 380), green if green_near else white)]
+    for (cx, cy), colour in [*islets, ((1300, 300), green)]:
+        img[np.hypot(xx - cx, yy - cy) <= 14] = colour
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def test_a_recolour_takes_the_colour_of_things_around(monkeypatch):
+    """A white Arctic islet turned the colour of land far away was called painted: the new colour is one
+    of its neighbours' (or, with nothing near, of the nearest things)."""
+    import agents.offline.natural_edits as ne
+
+    def recolours(img: np.ndarray) -> list:
+        made = (natural_edit("recoloured", img, random.Random(s), 30, (40, 40, 560, 560)) for s in range(12))
+        return [e for e in made if e is not None]
+
+    assert recolours(_arctic(green_near=False)) == []
+    assert recolours(_arctic(green_near=True)), "a green neighbour lends its colour"
+    monkeypatch.setattr(ne, "KIN_SHARE", 0.0)
+    assert recolours(_arctic(green_near=False)), "the far green is taken when the colour around is not checked"

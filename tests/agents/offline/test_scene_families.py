@@ -39,6 +39,32 @@ def photo_ctx(tmp_path_factory):
     return AgentContext(image_dir=d, pool=PhotoPool(photos=refs), registry=SetRegistry())
 
 
+# earth tiles each holding an island or two that every family's edits may act on
+NUISANCE_TILES = (
+    "basemap:shadedrelief@8400,1800",
+    "basemap:shadedrelief@2400,0",
+    "basemap:shadedrelief@8400,2700",
+    "basemap:shadedrelief@9600,3600",
+    "basemap:shadedrelief@8400,900",
+    "basemap:bmng@3600,900",
+)
+
+
+@pytest.fixture(scope="module")
+def nuisance_ctx(tmp_path_factory):
+    """Six earth tiles: a family needing up to three edits on one photo (crop_match) made 3 sets in 24
+    seeds on two, since clones must match the grain of what lies around them."""
+    from pipeline.image_sources import basemap_source
+
+    d = tmp_path_factory.mktemp("tiles")
+    tiles = {src.source_id: src for src in basemap_source() if src.source_id in NUISANCE_TILES}
+    refs = [
+        store_image(tiles[t].load(), d, source=t, license=tiles[t].license, domain=Domain.NATURE)
+        for t in NUISANCE_TILES
+    ]
+    return AgentContext(image_dir=d, pool=PhotoPool(photos=refs), registry=SetRegistry())
+
+
 def _build(family: str, ctx: AgentContext, seed: int):
     photo = ctx.pool.photos[seed % len(ctx.pool.photos)]
     b = SceneBuilder(ctx, photo, random.Random(seed), NATURAL_KINDS, twin_rate=0.2)
@@ -46,15 +72,16 @@ def _build(family: str, ctx: AgentContext, seed: int):
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))
-def test_each_family_verifier_rederives_the_answer_under_nuisance(family, photo_ctx):
+def test_each_family_verifier_rederives_the_answer_under_nuisance(family, nuisance_ctx):
     agents = build_offline_agents()
     agree, made = 0, 0
     # 8 seeds made 4-5 crop_match sets (one set moved the rate by 20 points): seeds until 8 sets are made
-    for seed in range(24):
+    seeds = 96 if family == "crop_match" else 36  # up to three edits in given close-ups: 1 seed in 9 holds them
+    for seed in range(seeds):
         if made == 8:
             break
         try:
-            images = _build(family, photo_ctx, seed)
+            images = _build(family, nuisance_ctx, seed)
         except NoSet:
             continue
         made += 1
@@ -69,7 +96,7 @@ def test_each_family_verifier_rederives_the_answer_under_nuisance(family, photo_
         assert "basemap" not in draft.question and "bmng" not in draft.question and "etopo" not in draft.question
         verdict = agents.verifier.verify_sync(images, draft)
         agree += verdict.agrees
-    assert made >= 6, f"{family}: only {made} of 24 seeds made a set"
+    assert made >= 6, f"{family}: only {made} of {seeds} seeds made a set"
     # the verifier is strict, not perfect: a change it cannot find rejects the sample (the label stays right)
     assert agree >= 0.6 * made, f"{family}: the verifier agreed on {agree} of {made} sets"
 
